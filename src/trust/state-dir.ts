@@ -1,0 +1,192 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
+
+/** The environment variable that holds the passphrase for keys encrypted at rest. */
+export const PASSPHRASE_ENV = 'MESHFED_CA_PASSPHRASE';
+
+const MANIFEST = 'manifest.json';
+const ENCRYPTED_LABEL = 'MESHFED ENCRYPTED PRIVATE KEY';
+const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
+
+export class StateError extends Error {}
+
+/** Writes a file the way key material must be written: 0600, temp file, fsync, rename, fsync the directory. */
+export function writeFileAtomic(path: string, data: Buffer | string, mode = 0o600): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fd = openSync(temp, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  const dirFd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/**
+ * A directory of files described by a manifest that records each file's SHA-256.
+ * Files are written under fresh names before the manifest that names them, and the
+ * manifest is replaced atomically last, so a crash leaves either the old state or the
+ * new one; a file that was changed, truncated or removed behind meshfed's back is
+ * reported, never used.
+ */
+export class StateDir<M extends object> {
+  #files: Record<string, string>;
+  #pending = new Map<string, Buffer>();
+
+  private constructor(
+    readonly root: string,
+    public manifest: M,
+    files: Record<string, string>,
+  ) {
+    this.#files = files;
+  }
+
+  static exists(root: string): boolean {
+    return existsSync(join(root, MANIFEST));
+  }
+
+  static create<M extends object>(root: string, manifest: M): StateDir<M> {
+    if (StateDir.exists(root)) throw new StateError(`${root} already holds a meshfed CA; refusing to overwrite it`);
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    return new StateDir(root, manifest, {});
+  }
+
+  /** Opens and verifies a state dir; `parse` validates the manifest body. */
+  static open<M extends object>(root: string, parse: (body: unknown) => M): StateDir<M> {
+    const path = join(root, MANIFEST);
+    if (!existsSync(path)) throw new StateError(`${root} holds no meshfed CA (no ${MANIFEST}); run "meshfed ca init" first`);
+    let document: { files?: unknown; body?: unknown };
+    try {
+      document = JSON.parse(readFileSync(path, 'utf8')) as { files?: unknown; body?: unknown };
+    } catch (error) {
+      throw new StateError(`${path} is not valid JSON (${(error as Error).message}); the state dir is damaged`);
+    }
+    const files = document.files;
+    if (typeof files !== 'object' || files === null || Array.isArray(files)) throw new StateError(`${path} has no file list; the state dir is damaged`);
+    const checked: Record<string, string> = {};
+    for (const [name, digest] of Object.entries(files as Record<string, unknown>)) {
+      if (typeof digest !== 'string' || !safeRelative(name)) throw new StateError(`${path} lists an invalid entry "${name}"`);
+      const file = join(root, name);
+      if (!existsSync(file)) throw new StateError(`state dir is incomplete: ${name} is missing`);
+      const actual = sha256(readFileSync(file));
+      if (actual !== digest) throw new StateError(`state dir was modified outside meshfed: ${name} does not match its recorded SHA-256`);
+      checked[name] = digest;
+    }
+    let manifest: M;
+    try {
+      manifest = parse(document.body);
+    } catch (error) {
+      throw new StateError(`${path} is not a valid meshfed CA manifest: ${(error as Error).message}`);
+    }
+    return new StateDir(root, manifest, checked);
+  }
+
+  read(name: string): Buffer {
+    const pending = this.#pending.get(name);
+    if (pending) return pending;
+    const digest = this.#files[name];
+    if (digest === undefined) throw new StateError(`state dir has no file ${name}`);
+    const data = readFileSync(join(this.root, name));
+    if (sha256(data) !== digest) throw new StateError(`state dir was modified outside meshfed: ${name} does not match its recorded SHA-256`);
+    return data;
+  }
+
+  /** Stages a file under a fresh name built from `stem`; returns the name to record in the manifest. */
+  stage(stem: string, data: Buffer | string): string {
+    const name = `${stem}.${randomBytes(4).toString('hex')}.pem`;
+    if (!safeRelative(name)) throw new StateError(`invalid state file name ${name}`);
+    this.#pending.set(name, Buffer.isBuffer(data) ? data : Buffer.from(data));
+    return name;
+  }
+
+  /**
+   * Writes staged files, then the manifest; then removes files that the manifest no longer names.
+   * `keep` lists every file the new manifest refers to.
+   */
+  commit(keep: Iterable<string>): void {
+    const wanted = new Set(keep);
+    const files: Record<string, string> = {};
+    for (const name of wanted) {
+      const staged = this.#pending.get(name);
+      if (staged) {
+        writeFileAtomic(join(this.root, name), staged);
+        files[name] = sha256(staged);
+      } else {
+        const digest = this.#files[name];
+        if (digest === undefined) throw new StateError(`manifest refers to ${name}, which was never written`);
+        files[name] = digest;
+      }
+    }
+    writeFileAtomic(join(this.root, MANIFEST), JSON.stringify({ files, body: this.manifest }, null, 2) + '\n');
+    this.#files = files;
+    this.#pending.clear();
+    this.#removeUnreferenced(wanted);
+  }
+
+  #removeUnreferenced(wanted: Set<string>): void {
+    const walk = (dir: string): void => {
+      for (const entry of readdirSync(dir)) {
+        const full = join(dir, entry);
+        const name = relative(this.root, full).split(sep).join('/');
+        if (statSync(full).isDirectory()) walk(full);
+        else if (name !== MANIFEST && !wanted.has(name)) rmSync(full, { force: true });
+      }
+    };
+    walk(this.root);
+  }
+}
+
+function safeRelative(name: string): boolean {
+  return /^[a-z0-9][a-z0-9._/-]*$/.test(name) && !name.split('/').some((part) => part === '..' || part === '.' || part === '');
+}
+
+/** Encrypts a PEM private key with a passphrase: scrypt key derivation, AES-256-GCM; `context` is bound as AAD. */
+export function encryptKeyPem(pem: string, passphrase: string, context: string): string {
+  const salt = randomBytes(16);
+  const iv = randomBytes(12);
+  const key = scryptSync(passphrase, salt, 32, SCRYPT);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(context));
+  const ciphertext = Buffer.concat([cipher.update(pem, 'utf8'), cipher.final()]);
+  const body = Buffer.from(
+    JSON.stringify({ kdf: 'scrypt', ...SCRYPT, salt: salt.toString('base64'), iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), data: ciphertext.toString('base64') }),
+  )
+    .toString('base64')
+    .replace(/.{64}/g, '$&\n');
+  return `-----BEGIN ${ENCRYPTED_LABEL}-----\n${body}\n-----END ${ENCRYPTED_LABEL}-----\n`;
+}
+
+export const isEncryptedKeyPem = (pem: string): boolean => pem.includes(`-----BEGIN ${ENCRYPTED_LABEL}-----`);
+
+export function decryptKeyPem(armored: string, passphrase: string | undefined, context: string): string {
+  if (passphrase === undefined || passphrase === '') {
+    throw new StateError(`the CA keys are encrypted at rest: set ${PASSPHRASE_ENV} to their passphrase`);
+  }
+  const inner = armored.replace(/-----(BEGIN|END) [A-Z ]+-----/g, '').replace(/\s+/g, '');
+  let fields: { N: number; r: number; p: number; salt: string; iv: string; tag: string; data: string };
+  try {
+    fields = JSON.parse(Buffer.from(inner, 'base64').toString('utf8')) as typeof fields;
+  } catch {
+    throw new StateError(`encrypted key ${context} is damaged`);
+  }
+  try {
+    const key = scryptSync(passphrase, Buffer.from(fields.salt, 'base64'), 32, { N: fields.N, r: fields.r, p: fields.p, maxmem: SCRYPT.maxmem });
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(fields.iv, 'base64'));
+    decipher.setAAD(Buffer.from(context));
+    decipher.setAuthTag(Buffer.from(fields.tag, 'base64'));
+    return Buffer.concat([decipher.update(Buffer.from(fields.data, 'base64')), decipher.final()]).toString('utf8');
+  } catch {
+    throw new StateError(`cannot decrypt key ${context}: wrong ${PASSPHRASE_ENV}, or the file was tampered with`);
+  }
+}

@@ -1,4 +1,4 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { formatDuration, parseDuration } from '../model/duration.js';
 import { DEFAULT_TRUST_POLICY, trustPolicySchema, trustDomainSchema, clusterNameSchema, type KeyType, type TrustPolicy } from '../model/trust-policy.js';
@@ -48,6 +48,8 @@ const manifestSchema = z.strictObject({
   bundleSequence: z.number().int().min(1),
   clusters: z.record(z.string(), clusterRecordSchema),
   rotation: rotationSchema.optional(),
+  /** the secret that signs bearer tokens for the CA service */
+  tokenSecret: z.string().optional(),
 });
 
 type Manifest = z.infer<typeof manifestSchema>;
@@ -349,6 +351,22 @@ export class TrustAuthority {
     return material;
   }
 
+  /** The cluster's current intermediate, if it has one. */
+  intermediateCertificate(cluster: string): X509Certificate | undefined {
+    const record = this.#state.manifest.clusters[this.#clusterName(cluster)];
+    return record?.cert ? this.#cert(record.cert) : undefined;
+  }
+
+  /** The 256-bit secret that signs the CA service's bearer tokens; created on first use. */
+  tokenSecret(): Buffer {
+    const manifest = this.#state.manifest;
+    if (!manifest.tokenSecret) {
+      manifest.tokenSecret = this.#stageSecret('secrets/token-hmac', randomBytes(32).toString('base64'));
+      this.#commit();
+    }
+    return Buffer.from(this.#loadSecret(manifest.tokenSecret), 'base64');
+  }
+
   // ---- workloads ----------------------------------------------------------------------
 
   /** Signs an X.509-SVID for `spiffeId` under the cluster's intermediate. */
@@ -542,23 +560,30 @@ export class TrustAuthority {
   #loadKey(name: string): KeyObject {
     const cached = this.#keys.get(name);
     if (cached) return cached;
-    const stored = this.#state.read(name).toString();
-    if (isEncryptedKeyPem(stored) !== (this.#state.manifest.encryption !== 'none')) {
-      throw new StateError(`${name} is ${isEncryptedKeyPem(stored) ? '' : 'not '}encrypted, unlike the rest of the state dir`);
-    }
-    const pem = isEncryptedKeyPem(stored) ? decryptKeyPem(stored, this.#passphrase, name.replace(/\.[0-9a-f]{8}\.pem$/, '')) : stored;
-    const key = parsePrivateKeyPem(pem, name);
+    const key = parsePrivateKeyPem(this.#loadSecret(name), name);
     this.#keys.set(name, key);
     return key;
   }
 
+  /** Reads a secret file, decrypting it when the state dir encrypts secrets at rest. */
+  #loadSecret(name: string): string {
+    const stored = this.#state.read(name).toString();
+    if (isEncryptedKeyPem(stored) !== (this.#state.manifest.encryption !== 'none')) {
+      throw new StateError(`${name} is ${isEncryptedKeyPem(stored) ? '' : 'not '}encrypted, unlike the rest of the state dir`);
+    }
+    return isEncryptedKeyPem(stored) ? decryptKeyPem(stored, this.#passphrase, name.replace(/\.[0-9a-f]{8}\.pem$/, '')) : stored;
+  }
+
   #stageKey(stem: string, key: KeyObject): string {
-    const pem = privateKeyPem(key);
-    if (this.#state.manifest.encryption === 'none') return this.#state.stage(stem, pem);
-    if (!this.#passphrase) throw new StateError(`the CA keys are encrypted at rest: set ${PASSPHRASE_ENV} to their passphrase`);
-    const name = this.#state.stage(stem, encryptKeyPem(pem, this.#passphrase, stem));
+    const name = this.#stageSecret(stem, privateKeyPem(key));
     this.#keys.set(name, key);
     return name;
+  }
+
+  #stageSecret(stem: string, text: string): string {
+    if (this.#state.manifest.encryption === 'none') return this.#state.stage(stem, text);
+    if (!this.#passphrase) throw new StateError(`the CA keys are encrypted at rest: set ${PASSPHRASE_ENV} to their passphrase`);
+    return this.#state.stage(stem, encryptKeyPem(text, this.#passphrase, stem));
   }
 
   #stageRoot(id: string, cert: X509Certificate, key: KeyObject | undefined) {
@@ -599,6 +624,7 @@ export class TrustAuthority {
     const files = [
       ...manifest.roots.flatMap((r) => [r.cert, ...(r.key ? [r.key] : [])]),
       ...Object.values(manifest.clusters).flatMap((c) => [c.cert, c.key, c.pendingKey].filter((f): f is string => f !== undefined)),
+      ...(manifest.tokenSecret ? [manifest.tokenSecret] : []),
     ];
     this.#state.commit(files);
   }

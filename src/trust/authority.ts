@@ -142,7 +142,7 @@ export class TrustAuthority {
   readonly #state: StateDir<Manifest>;
   readonly #passphrase: string | undefined;
   #keys = new Map<string, KeyObject>();
-  #issuers = new Map<string, { serial: string; issuer: LeafIssuer; chainTail: string[]; notAfter: Date }>();
+  #issuers = new Map<string, { file: string; issuer: LeafIssuer; chainTail: string[]; notAfter: Date }>();
 
   private constructor(state: StateDir<Manifest>, passphrase: string | undefined) {
     this.#state = state;
@@ -603,14 +603,15 @@ export class TrustAuthority {
     this.#issuers.delete(cluster);
   }
 
+  /** The cluster's leaf signer, cached until the intermediate's file changes (every reissue stages a new name). */
   #leafIssuer(cluster: string) {
     const record = this.#state.manifest.clusters[cluster];
     if (!record?.cert || !record.key || !record.rootId) throw new TrustError(`cluster ${cluster} has no intermediate: run "meshfed ca intermediate ${cluster}"`);
-    const cert = this.#cert(record.cert);
     const cached = this.#issuers.get(cluster);
-    if (cached?.serial === cert.serialNumber) return cached;
+    if (cached?.file === record.cert) return cached;
+    const cert = this.#cert(record.cert);
     const signer = {
-      serial: cert.serialNumber,
+      file: record.cert,
       issuer: new LeafIssuer(issuerInfo(cert, this.#loadKey(record.key))),
       chainTail: [cert.toString(), this.#rootCert(record.rootId).toString()],
       notAfter: new Date(cert.validTo),

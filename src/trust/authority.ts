@@ -70,13 +70,8 @@ export interface InitOptions {
   now?: Date;
 }
 
-export interface ClusterMaterial {
-  /** Istio plug-in CA layout */
-  'ca-cert.pem': string;
-  'ca-key.pem': string;
-  'root-cert.pem': string;
-  'cert-chain.pem': string;
-}
+/** Istio's plug-in CA layout: file name → PEM. */
+export type ClusterMaterial = Record<'ca-cert.pem' | 'ca-key.pem' | 'root-cert.pem' | 'cert-chain.pem', string>;
 
 export interface IntermediateStatus {
   cluster: string;
@@ -139,9 +134,12 @@ function validityMs(value: string | number | undefined, lifetime: TrustPolicy['l
  * intermediate per cluster, and X.509-SVIDs for workloads, all kept in a state dir.
  */
 export class TrustAuthority {
-  readonly #state: StateDir<Manifest>;
+  #state: StateDir<Manifest>;
+  #depth = 0;
   readonly #passphrase: string | undefined;
+  /** parsed keys and certificates by state file name; every write stages a new name, so entries never go stale */
   #keys = new Map<string, KeyObject>();
+  #certs = new Map<string, X509Certificate>();
   #issuers = new Map<string, { file: string; issuer: LeafIssuer; chainTail: string[]; notAfter: Date }>();
 
   private constructor(state: StateDir<Manifest>, passphrase: string | undefined) {
@@ -153,6 +151,7 @@ export class TrustAuthority {
     const state = StateDir.open(dir, (body) => manifestSchema.parse(body));
     const authority = new TrustAuthority(state, env[PASSPHRASE_ENV]);
     authority.#checkConsistency();
+    authority.#checkPassphrase();
     return authority;
   }
 
@@ -237,77 +236,82 @@ export class TrustAuthority {
 
   /** Issues (or reissues) a cluster's intermediate under the active root. */
   issueIntermediate(cluster: string, options: { ttl?: string; now?: Date } = {}): X509Certificate {
-    const name = this.#clusterName(cluster);
-    const rootId = this.activeRootId;
-    const rootKey = this.#rootKey(rootId);
-    const now = options.now ?? new Date();
-    const ttl = validityMs(options.ttl, this.policy.lifetimes.intermediate, 'intermediate');
-    const key = generateKey(this.policy.keyTypes.intermediate);
-    const root = this.#rootCert(rootId);
-    const cert = new X509Certificate(
-      issueCaCertificate({
-        subject: intermediateSubject(this.trustDomain, name),
-        subjectKey: key,
-        issuer: issuerInfo(root, rootKey),
-        notBefore: new Date(now.getTime() - BACKDATE_MS),
-        notAfter: new Date(Math.min(now.getTime() + ttl, new Date(root.validTo).getTime())),
-        pathLength: 0,
-        trustDomain: this.trustDomain,
-      }),
-    );
-    this.#setIntermediate(name, cert, key, rootId);
-    this.#commit();
-    return cert;
+    return this.#transaction(() => {
+      const name = this.#clusterName(cluster);
+      const rootId = this.activeRootId;
+      const rootKey = this.#rootKey(rootId);
+      const now = options.now ?? new Date();
+      const ttl = validityMs(options.ttl, this.policy.lifetimes.intermediate, 'intermediate');
+      const key = generateKey(this.policy.keyTypes.intermediate);
+      const root = this.#rootCert(rootId);
+      const cert = new X509Certificate(
+        issueCaCertificate({
+          subject: intermediateSubject(this.trustDomain, name),
+          subjectKey: key,
+          issuer: issuerInfo(root, rootKey),
+          notBefore: new Date(now.getTime() - BACKDATE_MS),
+          notAfter: new Date(Math.min(now.getTime() + ttl, new Date(root.validTo).getTime())),
+          pathLength: 0,
+          trustDomain: this.trustDomain,
+        }),
+      );
+      this.#setIntermediate(name, cert, key, rootId);
+      return cert;
+    });
   }
 
   /** Offline flow, step 1: a new key for the cluster and a CSR for the root holder to sign. */
   intermediateCsr(cluster: string): string {
-    const name = this.#clusterName(cluster);
-    const key = generateKey(this.policy.keyTypes.intermediate);
-    const record = this.#state.manifest.clusters[name] ?? {};
-    record.pendingKey = this.#stageKey(`clusters/${name}/pending-key`, key);
-    this.#state.manifest.clusters[name] = record;
-    this.#commit();
-    return createCsr(key, { subject: intermediateSubject(this.trustDomain, name) });
+    return this.#transaction(() => {
+      const name = this.#clusterName(cluster);
+      const key = generateKey(this.policy.keyTypes.intermediate);
+      const record = this.#state.manifest.clusters[name] ?? {};
+      record.pendingKey = this.#stageKey(`clusters/${name}/pending-key`, key);
+      this.#state.manifest.clusters[name] = record;
+      return createCsr(key, { subject: intermediateSubject(this.trustDomain, name) });
+    });
   }
 
   /** Offline flow, step 3: takes back the intermediate signed for the pending CSR. */
   importIntermediate(cluster: string, certPem: string, now = new Date()): X509Certificate {
-    const name = this.#clusterName(cluster);
-    const record = this.#state.manifest.clusters[name];
-    if (!record?.pendingKey) throw new TrustError(`cluster ${name} has no pending CSR: run "meshfed ca csr ${name}" first`);
-    const [cert] = parseCertificates(certPem, 'intermediate certificate');
-    if (!cert) throw new TrustError('no intermediate certificate given');
-    const key = this.#loadKey(record.pendingKey);
-    if (!publicKeysEqual(cert.publicKey, key)) throw new TrustError(`the certificate is not for cluster ${name}'s pending CSR (public key differs)`);
-    if (!cert.ca) throw new TrustError('the certificate is not a CA certificate (basicConstraints cA is not true)');
-    if (!constrainedTo(cert, this.trustDomain)) throw new TrustError(`the certificate lacks the name constraint that pins it to trust domain ${this.trustDomain}`);
-    if (new Date(cert.validTo) <= now || new Date(cert.validFrom) > new Date(now.getTime() + BACKDATE_MS)) throw new TrustError('the certificate is not currently valid');
-    const root = this.#state.manifest.roots.find((r) => {
-      const rootCert = this.#rootCert(r.id);
-      return cert.checkIssued(rootCert) && cert.verify(rootCert.publicKey);
+    return this.#transaction(() => {
+      const name = this.#clusterName(cluster);
+      const record = this.#state.manifest.clusters[name];
+      if (!record?.pendingKey) throw new TrustError(`cluster ${name} has no pending CSR: run "meshfed ca csr ${name}" first`);
+      const [cert] = parseCertificates(certPem, 'intermediate certificate');
+      if (!cert) throw new TrustError('no intermediate certificate given');
+      const key = this.#loadKey(record.pendingKey);
+      if (!publicKeysEqual(cert.publicKey, key)) throw new TrustError(`the certificate is not for cluster ${name}'s pending CSR (public key differs)`);
+      if (!cert.ca) throw new TrustError('the certificate is not a CA certificate (basicConstraints cA is not true)');
+      if (!constrainedTo(cert, this.trustDomain)) throw new TrustError(`the certificate lacks the name constraint that pins it to trust domain ${this.trustDomain}`);
+      if (new Date(cert.validTo) <= now || new Date(cert.validFrom) > new Date(now.getTime() + BACKDATE_MS)) throw new TrustError('the certificate is not currently valid');
+      const root = this.#state.manifest.roots.find((r) => {
+        const rootCert = this.#rootCert(r.id);
+        return cert.checkIssued(rootCert) && cert.verify(rootCert.publicKey);
+      });
+      if (!root) throw new TrustError('the certificate was not signed by any root of this trust domain');
+      this.#setIntermediate(name, cert, key, root.id);
+      delete record.pendingKey;
+      return cert;
     });
-    if (!root) throw new TrustError('the certificate was not signed by any root of this trust domain');
-    this.#setIntermediate(name, cert, key, root.id);
-    delete record.pendingKey;
-    this.#commit();
-    return cert;
   }
 
   /** Reissues every intermediate whose renewal point (policy `renewAt` of its lifetime) has passed. */
   renewDue(now = new Date()): { renewed: string[]; needsOfflineRoot: string[] } {
-    const renewed: string[] = [];
-    const needsOfflineRoot: string[] = [];
-    for (const status of this.intermediates()) {
-      if (!status.renewAfter || new Date(status.renewAfter) > now) continue;
-      if (this.isOfflineRoot()) {
-        needsOfflineRoot.push(status.cluster);
-        continue;
+    return this.#transaction(() => {
+      const renewed: string[] = [];
+      const needsOfflineRoot: string[] = [];
+      for (const status of this.intermediates()) {
+        if (!status.renewAfter || new Date(status.renewAfter) > now) continue;
+        if (this.isOfflineRoot()) {
+          needsOfflineRoot.push(status.cluster);
+          continue;
+        }
+        this.issueIntermediate(status.cluster, { now });
+        renewed.push(status.cluster);
       }
-      this.issueIntermediate(status.cluster, { now });
-      renewed.push(status.cluster);
-    }
-    return { renewed, needsOfflineRoot };
+      return { renewed, needsOfflineRoot };
+    });
   }
 
   intermediates(): IntermediateStatus[] {
@@ -336,19 +340,20 @@ export class TrustAuthority {
    * cluster has this bundle and this intermediate, which rotation waits for.
    */
   deliver(cluster: string): ClusterMaterial {
-    const name = this.#clusterName(cluster);
-    const record = this.#state.manifest.clusters[name];
-    if (!record?.cert || !record.key || !record.rootId) throw new TrustError(`cluster ${name} has no intermediate yet: run "meshfed ca intermediate ${name}"`);
-    const cert = this.#cert(record.cert);
-    const material: ClusterMaterial = {
-      'ca-cert.pem': cert.toString(),
-      'ca-key.pem': privateKeyPem(this.#loadKey(record.key)),
-      'root-cert.pem': certificatesPem(this.roots()),
-      'cert-chain.pem': cert.toString() + this.#rootCert(record.rootId).toString(),
-    };
-    record.delivered = { bundleSequence: this.bundleSequence, intermediateSerial: cert.serialNumber, at: new Date().toISOString() };
-    this.#commit();
-    return material;
+    return this.#transaction(() => {
+      const name = this.#clusterName(cluster);
+      const record = this.#state.manifest.clusters[name];
+      if (!record?.cert || !record.key || !record.rootId) throw new TrustError(`cluster ${name} has no intermediate yet: run "meshfed ca intermediate ${name}"`);
+      const cert = this.#cert(record.cert);
+      const material: ClusterMaterial = {
+        'ca-cert.pem': cert.toString(),
+        'ca-key.pem': privateKeyPem(this.#loadKey(record.key)),
+        'root-cert.pem': certificatesPem(this.roots()),
+        'cert-chain.pem': cert.toString() + this.#rootCert(record.rootId).toString(),
+      };
+      record.delivered = { bundleSequence: this.bundleSequence, intermediateSerial: cert.serialNumber, at: new Date().toISOString() };
+      return material;
+    });
   }
 
   /** The cluster's current intermediate, if it has one. */
@@ -359,12 +364,13 @@ export class TrustAuthority {
 
   /** The 256-bit secret that signs the CA service's bearer tokens; created on first use. */
   tokenSecret(): Buffer {
-    const manifest = this.#state.manifest;
-    if (!manifest.tokenSecret) {
-      manifest.tokenSecret = this.#stageSecret('secrets/token-hmac', randomBytes(32).toString('base64'));
-      this.#commit();
-    }
-    return Buffer.from(this.#loadSecret(manifest.tokenSecret), 'base64');
+    return this.#transaction(() => {
+      const manifest = this.#state.manifest;
+      if (!manifest.tokenSecret) {
+        manifest.tokenSecret = this.#stageSecret('secrets/token-hmac', randomBytes(32).toString('base64'));
+        }
+      return Buffer.from(this.#loadSecret(manifest.tokenSecret), 'base64');
+    });
   }
 
   // ---- workloads ----------------------------------------------------------------------
@@ -404,37 +410,38 @@ export class TrustAuthority {
 
   /** Step 1: a new root joins the bundle beside the old one. */
   startRotation(options: { keyType?: KeyType; rootTtl?: string; importRoot?: { certPem: string; keyPem?: string }; now?: Date } = {}): RotationStatus {
-    const manifest = this.#state.manifest;
-    if (manifest.rotation) throw new TrustError(`a root rotation is already under way (phase ${manifest.rotation.phase}); advance or abort it first`);
-    const now = options.now ?? new Date();
-    let cert: X509Certificate;
-    let key: KeyObject | undefined;
-    const generation = manifest.rootGeneration + 1;
-    if (options.importRoot) {
-      ({ cert, key } = validateImportedRoot(options.importRoot, now));
-    } else {
-      key = generateKey(options.keyType ?? this.policy.keyTypes.root);
-      const ttl = validityMs(options.rootTtl, this.policy.lifetimes.root, 'root');
-      cert = new X509Certificate(
-        issueCaCertificate({
-          subject: rootSubject(this.trustDomain, generation),
-          subjectKey: key,
-          selfKey: key,
-          notBefore: new Date(now.getTime() - BACKDATE_MS),
-          notAfter: new Date(now.getTime() + ttl),
-          pathLength: 1,
-          trustDomain: this.trustDomain,
-        }),
-      );
-    }
-    const id = subjectKeyIdHex(cert);
-    if (manifest.roots.some((r) => r.id === id)) throw new TrustError('the new root is already in the bundle');
-    manifest.roots.push(this.#stageRoot(id, cert, key));
-    manifest.rootGeneration = generation;
-    manifest.bundleSequence += 1;
-    manifest.rotation = { phase: 'bundle-added', oldRootId: manifest.activeRootId, newRootId: id, startedAt: now.toISOString() };
-    this.#commit();
-    return this.rotationStatus();
+    return this.#transaction(() => {
+      const manifest = this.#state.manifest;
+      if (manifest.rotation) throw new TrustError(`a root rotation is already under way (phase ${manifest.rotation.phase}); advance or abort it first`);
+      const now = options.now ?? new Date();
+      let cert: X509Certificate;
+      let key: KeyObject | undefined;
+      const generation = manifest.rootGeneration + 1;
+      if (options.importRoot) {
+        ({ cert, key } = validateImportedRoot(options.importRoot, now));
+      } else {
+        key = generateKey(options.keyType ?? this.policy.keyTypes.root);
+        const ttl = validityMs(options.rootTtl, this.policy.lifetimes.root, 'root');
+        cert = new X509Certificate(
+          issueCaCertificate({
+            subject: rootSubject(this.trustDomain, generation),
+            subjectKey: key,
+            selfKey: key,
+            notBefore: new Date(now.getTime() - BACKDATE_MS),
+            notAfter: new Date(now.getTime() + ttl),
+            pathLength: 1,
+            trustDomain: this.trustDomain,
+          }),
+        );
+      }
+      const id = subjectKeyIdHex(cert);
+      if (manifest.roots.some((r) => r.id === id)) throw new TrustError('the new root is already in the bundle');
+      manifest.roots.push(this.#stageRoot(id, cert, key));
+      manifest.rootGeneration = generation;
+      manifest.bundleSequence += 1;
+      manifest.rotation = { phase: 'bundle-added', oldRootId: manifest.activeRootId, newRootId: id, startedAt: now.toISOString() };
+      return this.rotationStatus();
+    });
   }
 
   /**
@@ -442,47 +449,49 @@ export class TrustAuthority {
    * bundle-added → intermediates reissued under the new root → old root removed.
    */
   advanceRotation(now = new Date()): RotationStatus {
-    const manifest = this.#state.manifest;
-    const rotation = manifest.rotation;
-    if (!rotation) throw new TrustError('no root rotation is under way: run "meshfed ca rotate start"');
-    const waiting = this.rotationStatus().steps.find((s) => !s.done);
-    if (waiting && waiting.waitingFor.length > 0) {
-      throw new TrustError(`cannot advance: ${waiting.step} is not done for ${waiting.waitingFor.join(', ')}`);
-    }
-    if (rotation.phase === 'bundle-added') {
-      const offline = this.isOfflineRoot(rotation.newRootId);
-      const notYet = this.clusters.filter((c) => this.#state.manifest.clusters[c]?.rootId !== rotation.newRootId);
-      if (offline && notYet.length > 0) {
-        throw new TrustError(`the new root is offline: sign intermediates under it for ${notYet.join(', ')} (ca csr / sign-intermediate / import-intermediate), then advance`);
+    return this.#transaction(() => {
+      const manifest = this.#state.manifest;
+      const rotation = manifest.rotation;
+      if (!rotation) throw new TrustError('no root rotation is under way: run "meshfed ca rotate start"');
+      const waiting = this.rotationStatus().steps.find((s) => !s.done);
+      if (waiting && waiting.waitingFor.length > 0) {
+        throw new TrustError(`cannot advance: ${waiting.step} is not done for ${waiting.waitingFor.join(', ')}`);
       }
-      manifest.activeRootId = rotation.newRootId;
-      for (const cluster of notYet) this.issueIntermediate(cluster, { now });
-      rotation.phase = 'intermediates-reissued';
-    } else {
-      manifest.roots = manifest.roots.filter((r) => r.id !== rotation.oldRootId);
-      manifest.bundleSequence += 1;
-      delete manifest.rotation;
-    }
-    this.#commit();
-    return this.rotationStatus();
+      if (rotation.phase === 'bundle-added') {
+        const offline = this.isOfflineRoot(rotation.newRootId);
+        const notYet = this.clusters.filter((c) => this.#state.manifest.clusters[c]?.rootId !== rotation.newRootId);
+        if (offline && notYet.length > 0) {
+          throw new TrustError(`the new root is offline: sign intermediates under it for ${notYet.join(', ')} (ca csr / sign-intermediate / import-intermediate), then advance`);
+        }
+        manifest.activeRootId = rotation.newRootId;
+        for (const cluster of notYet) this.issueIntermediate(cluster, { now });
+        rotation.phase = 'intermediates-reissued';
+      } else {
+        manifest.roots = manifest.roots.filter((r) => r.id !== rotation.oldRootId);
+        manifest.bundleSequence += 1;
+        delete manifest.rotation;
+      }
+      return this.rotationStatus();
+    });
   }
 
   /** Abandons a rotation: the old root signs again, intermediates under the new root are reissued under the old one, the new root leaves the bundle. */
   abortRotation(now = new Date()): RotationStatus {
-    const manifest = this.#state.manifest;
-    const rotation = manifest.rotation;
-    if (!rotation) throw new TrustError('no root rotation is under way');
-    manifest.activeRootId = rotation.oldRootId;
-    const underNew = this.clusters.filter((c) => manifest.clusters[c]?.rootId === rotation.newRootId);
-    if (underNew.length > 0 && this.isOfflineRoot(rotation.oldRootId)) {
-      throw new TrustError(`cannot abort automatically: the old root is offline and ${underNew.join(', ')} already chain to the new root`);
-    }
-    for (const cluster of underNew) this.issueIntermediate(cluster, { now });
-    manifest.roots = manifest.roots.filter((r) => r.id !== rotation.newRootId);
-    manifest.bundleSequence += 1;
-    delete manifest.rotation;
-    this.#commit();
-    return this.rotationStatus();
+    return this.#transaction(() => {
+      const manifest = this.#state.manifest;
+      const rotation = manifest.rotation;
+      if (!rotation) throw new TrustError('no root rotation is under way');
+      manifest.activeRootId = rotation.oldRootId;
+      const underNew = this.clusters.filter((c) => manifest.clusters[c]?.rootId === rotation.newRootId);
+      if (underNew.length > 0 && this.isOfflineRoot(rotation.oldRootId)) {
+        throw new TrustError(`cannot abort automatically: the old root is offline and ${underNew.join(', ')} already chain to the new root`);
+      }
+      for (const cluster of underNew) this.issueIntermediate(cluster, { now });
+      manifest.roots = manifest.roots.filter((r) => r.id !== rotation.newRootId);
+      manifest.bundleSequence += 1;
+      delete manifest.rotation;
+      return this.rotationStatus();
+    });
   }
 
   rotationStatus(): RotationStatus {
@@ -552,8 +561,11 @@ export class TrustAuthority {
   }
 
   #cert(name: string): X509Certificate {
+    const cached = this.#certs.get(name);
+    if (cached) return cached;
     const [cert] = parseCertificates(this.#state.read(name).toString(), name);
     if (!cert) throw new StateError(`${name} holds no certificate`);
+    this.#certs.set(name, cert);
     return cert;
   }
 
@@ -620,6 +632,37 @@ export class TrustAuthority {
     return signer;
   }
 
+  /**
+   * Runs a change to the CA: written as a whole when the outermost change succeeds; on any
+   * error the in-memory state is reloaded from disk, so a refused operation changes nothing.
+   */
+  #transaction<T>(change: () => T): T {
+    this.#depth++;
+    try {
+      const result = change();
+      if (this.#depth === 1) this.#commit();
+      return result;
+    } catch (error) {
+      if (this.#depth === 1 && StateDir.exists(this.#state.root)) this.#reopen();
+      throw error;
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #reopen(): void {
+    this.#state = StateDir.open(this.#state.root, (body) => manifestSchema.parse(body));
+    this.#issuers.clear();
+  }
+
+  /** Picks up changes another meshfed process committed to the state dir; returns whether there were any. */
+  reload(): boolean {
+    if (!this.#state.changedOnDisk()) return false;
+    this.#reopen();
+    this.#checkConsistency();
+    return true;
+  }
+
   #commit(): void {
     const manifest = manifestSchema.parse(this.#state.manifest);
     const files = [
@@ -628,6 +671,17 @@ export class TrustAuthority {
       ...(manifest.tokenSecret ? [manifest.tokenSecret] : []),
     ];
     this.#state.commit(files);
+  }
+
+  /** Keys encrypted at rest: a missing or wrong passphrase is reported when the CA is opened, not at its first signature. */
+  #checkPassphrase(): void {
+    const manifest = this.#state.manifest;
+    if (manifest.encryption === 'none') return;
+    if (!this.#passphrase) throw new StateError(`the CA keys are encrypted at rest: set ${PASSPHRASE_ENV} to their passphrase`);
+    const keys = [...manifest.roots.map((r) => r.key), ...Object.values(manifest.clusters).flatMap((c) => [c.key, c.pendingKey])];
+    const key = keys.find((name): name is string => name !== undefined);
+    if (key !== undefined) this.#loadKey(key);
+    else if (manifest.tokenSecret) this.#loadSecret(manifest.tokenSecret);
   }
 
   #checkConsistency(): void {

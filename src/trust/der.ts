@@ -20,7 +20,6 @@ export const octetString = (value: Buffer): Buffer => tlv(0x04, value);
 export const nullValue = (): Buffer => Buffer.from([0x05, 0x00]);
 export const boolean = (value: boolean): Buffer => Buffer.from([0x01, 0x01, value ? 0xff : 0x00]);
 export const utf8String = (value: string): Buffer => tlv(0x0c, Buffer.from(value, 'utf8'));
-export const ia5String = (value: string): Buffer => tlv(0x16, Buffer.from(value, 'ascii'));
 
 /** A BIT STRING with no unused bits. */
 export const bitString = (value: Buffer): Buffer => tlv(0x03, Buffer.from([0]), value);

@@ -105,7 +105,7 @@ export function parsePrivateKeyPem(pem: string, what: string): KeyObject {
     keyKind(key);
     return key;
   } catch (error) {
-    throw new Error(`${what}: not a usable private key (${(error as Error).message})`);
+    throw new Error(`${what}: not a usable private key (${(error as Error).message})`, { cause: error });
   }
 }
 

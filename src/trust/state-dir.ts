@@ -6,6 +6,8 @@ import { dirname, join, relative, sep } from 'node:path';
 export const PASSPHRASE_ENV = 'MESHFED_CA_PASSPHRASE';
 
 const MANIFEST = 'manifest.json';
+const LOCK = 'lock';
+const LOCK_WAIT_MS = 5_000;
 const ENCRYPTED_LABEL = 'MESHFED ENCRYPTED PRIVATE KEY';
 const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 
@@ -43,13 +45,17 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 export class StateDir<M extends object> {
   #files: Record<string, string>;
   #pending = new Map<string, Buffer>();
+  /** SHA-256 of manifest.json as this process last read or wrote it; undefined before the first commit */
+  #manifestDigest: string | undefined;
 
   private constructor(
     readonly root: string,
     public manifest: M,
     files: Record<string, string>,
+    manifestDigest: string | undefined,
   ) {
     this.#files = files;
+    this.#manifestDigest = manifestDigest;
   }
 
   static exists(root: string): boolean {
@@ -59,16 +65,17 @@ export class StateDir<M extends object> {
   static create<M extends object>(root: string, manifest: M): StateDir<M> {
     if (StateDir.exists(root)) throw new StateError(`${root} already holds a meshfed CA; refusing to overwrite it`);
     mkdirSync(root, { recursive: true, mode: 0o700 });
-    return new StateDir(root, manifest, {});
+    return new StateDir(root, manifest, {}, undefined);
   }
 
   /** Opens and verifies a state dir; `parse` validates the manifest body. */
   static open<M extends object>(root: string, parse: (body: unknown) => M): StateDir<M> {
     const path = join(root, MANIFEST);
     if (!existsSync(path)) throw new StateError(`${root} holds no meshfed CA (no ${MANIFEST}); run "meshfed ca init" first`);
+    const raw = readFileSync(path);
     let document: { files?: unknown; body?: unknown };
     try {
-      document = JSON.parse(readFileSync(path, 'utf8')) as { files?: unknown; body?: unknown };
+      document = JSON.parse(raw.toString('utf8')) as { files?: unknown; body?: unknown };
     } catch (error) {
       throw new StateError(`${path} is not valid JSON (${(error as Error).message}); the state dir is damaged`);
     }
@@ -89,7 +96,14 @@ export class StateDir<M extends object> {
     } catch (error) {
       throw new StateError(`${path} is not a valid meshfed CA manifest: ${(error as Error).message}`);
     }
-    return new StateDir(root, manifest, checked);
+    return new StateDir(root, manifest, checked, sha256(raw));
+  }
+
+  /** Whether another process has committed since this one last read or wrote the manifest. */
+  changedOnDisk(): boolean {
+    const path = join(this.root, MANIFEST);
+    const current = existsSync(path) ? sha256(readFileSync(path)) : undefined;
+    return current !== this.#manifestDigest;
   }
 
   read(name: string): Buffer {
@@ -115,7 +129,18 @@ export class StateDir<M extends object> {
    * `keep` lists every file the new manifest refers to.
    */
   commit(keep: Iterable<string>): void {
-    const wanted = new Set(keep);
+    const release = this.#lock();
+    try {
+      if (this.changedOnDisk()) {
+        throw new StateError(`${this.root} was changed by another meshfed process since it was read; nothing was written (retry the command)`);
+      }
+      this.#write(new Set(keep));
+    } finally {
+      release();
+    }
+  }
+
+  #write(wanted: Set<string>): void {
     const files: Record<string, string> = {};
     for (const name of wanted) {
       const staged = this.#pending.get(name);
@@ -128,7 +153,9 @@ export class StateDir<M extends object> {
         files[name] = digest;
       }
     }
-    writeFileAtomic(join(this.root, MANIFEST), JSON.stringify({ files, body: this.manifest }, null, 2) + '\n');
+    const manifest = Buffer.from(JSON.stringify({ files, body: this.manifest }, null, 2) + '\n');
+    writeFileAtomic(join(this.root, MANIFEST), manifest);
+    this.#manifestDigest = sha256(manifest);
     this.#files = files;
     this.#pending.clear();
     this.#removeUnreferenced(wanted);
@@ -140,10 +167,61 @@ export class StateDir<M extends object> {
         const full = join(dir, entry);
         const name = relative(this.root, full).split(sep).join('/');
         if (statSync(full).isDirectory()) walk(full);
-        else if (name !== MANIFEST && !wanted.has(name)) rmSync(full, { force: true });
+        else if (name !== MANIFEST && name !== LOCK && !wanted.has(name)) rmSync(full, { force: true });
       }
     };
     walk(this.root);
+  }
+
+  /** An exclusive lock file holding the owner's pid; a lock whose owner is gone is taken over. */
+  #lock(): () => void {
+    const path = join(this.root, LOCK);
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        const fd = openSync(path, 'wx', 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return () => {
+          rmSync(path, { force: true });
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = lockOwner(path);
+      if (owner === 'gone') continue;
+      if (owner === 'dead') {
+        rmSync(path, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new StateError(`${this.root} is locked by meshfed process ${owner}; try again when it is done`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+/** The pid in a lock file; 'dead' if that process is gone (or an empty lock is older than a second), 'gone' if the lock was released meanwhile. */
+function lockOwner(path: string): number | 'dead' | 'gone' {
+  let text: string;
+  let age: number;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+    age = Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return 'gone';
+  }
+  if (text === '') return age > 1000 ? 'dead' : 0;
+  const pid = Number(text);
+  return isAlive(pid) ? pid : 'dead';
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -3,7 +3,6 @@ import {
   bitString,
   boolean,
   explicit,
-  ia5String,
   implicitConstructed,
   implicitPrimitive,
   objectIdentifier,
@@ -199,7 +198,7 @@ export function parseCertificates(pem: string, what: string): X509Certificate[] 
     try {
       return new X509Certificate(block);
     } catch (error) {
-      throw new Error(`${what}: certificate ${i + 1} is not valid X.509 (${(error as Error).message})`);
+      throw new Error(`${what}: certificate ${i + 1} is not valid X.509 (${(error as Error).message})`, { cause: error });
     }
   });
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { ZodError } from 'zod';
+import { caCommand } from './ca.js';
+import { EXIT, UsageError } from './errors.js';
+import { serveCommand } from './serve.js';
+
+function program(): Command {
+  return new Command('meshfed')
+    .description('multicluster service-mesh federation manager: one trust domain across clusters, split-horizon EDS, failover-aware virtual destinations, failover drills')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .addCommand(caCommand())
+    .addCommand(serveCommand());
+}
+
+function exitOverrideAll(command: Command): void {
+  command.exitOverride();
+  for (const sub of command.commands) exitOverrideAll(sub);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = program();
+  exitOverrideAll(cli);
+  try {
+    await cli.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? EXIT.ok : EXIT.usage;
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`meshfed: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    if (error instanceof ZodError) {
+      process.stderr.write(`meshfed: ${error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}\n`);
+      return EXIT.failure;
+    }
+    process.stderr.write(`meshfed: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT.failure;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -17,7 +17,7 @@ interface ServeOptions {
   cluster: string[];
   caListen: string;
   caServerCluster?: string;
-  renewCheck: string;
+  syncEvery: string;
   demo?: boolean;
 }
 
@@ -38,13 +38,13 @@ export function serveCommand(): Command {
     .option('--cluster <name>', 'make sure this cluster has an intermediate (repeatable)', collect, [])
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
     .option('--ca-server-cluster <name>', "the cluster whose intermediate signs the CA service's own certificate (default: the first cluster)")
-    .option('--renew-check <duration>', 'how often to check whether intermediates are due for renewal', '10m')
+    .option('--sync-every <duration>', 'how often to pick up changes other meshfed commands made to the state dir and renew due intermediates', '30s')
     .option('--demo', `the embedded demo: trust domain meshfed.local, clusters ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, and a live cross-cluster mTLS check`)
     .action(async (opts: ServeOptions) => {
       const log = createLogger();
       const dir = resolve(opts.stateDir ?? (opts.demo ? '.meshfed/demo' : (process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR)));
       const listen = hostPort(opts.caListen);
-      const renewEvery = parseDuration(opts.renewCheck);
+      const syncEvery = parseDuration(opts.syncEvery);
       const trustDomain = opts.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
       let authority: TrustAuthority;
       if (StateDir.exists(dir)) {
@@ -66,15 +66,17 @@ export function serveCommand(): Command {
       if (!serverCluster) throw new UsageError('no cluster has an intermediate yet: give --cluster NAME');
 
       const service = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
-      const renewal = setInterval(() => {
+      const sync = setInterval(() => {
         try {
+          if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
           const { renewed, needsOfflineRoot } = authority.renewDue();
           if (renewed.length) log.info({ clusters: renewed }, 'renewed intermediates');
           if (needsOfflineRoot.length) log.warn({ clusters: needsOfflineRoot }, 'intermediates due for renewal, but the root is offline');
+          service.refresh();
         } catch (error) {
-          log.error({ err: error }, 'intermediate renewal failed');
+          log.error({ err: { message: (error as Error).message } }, 'state dir sync or intermediate renewal failed');
         }
-      }, renewEvery);
+      }, syncEvery);
 
       const lines = [
         '',
@@ -108,7 +110,7 @@ export function serveCommand(): Command {
       await new Promise<void>((done) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
-          clearInterval(renewal);
+          clearInterval(sync);
           void service.close().then(done);
         };
         process.once('SIGINT', stop);

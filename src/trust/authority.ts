@@ -298,19 +298,14 @@ export class TrustAuthority {
 
   /** Reissues every intermediate whose renewal point (policy `renewAt` of its lifetime) has passed. */
   renewDue(now = new Date()): { renewed: string[]; needsOfflineRoot: string[] } {
+    const due = this.intermediates()
+      .filter((status) => status.renewAfter !== undefined && new Date(status.renewAfter) <= now)
+      .map((status) => status.cluster);
+    if (due.length === 0) return { renewed: [], needsOfflineRoot: [] };
+    if (this.isOfflineRoot()) return { renewed: [], needsOfflineRoot: due };
     return this.#transaction(() => {
-      const renewed: string[] = [];
-      const needsOfflineRoot: string[] = [];
-      for (const status of this.intermediates()) {
-        if (!status.renewAfter || new Date(status.renewAfter) > now) continue;
-        if (this.isOfflineRoot()) {
-          needsOfflineRoot.push(status.cluster);
-          continue;
-        }
-        this.issueIntermediate(status.cluster, { now });
-        renewed.push(status.cluster);
-      }
-      return { renewed, needsOfflineRoot };
+      for (const cluster of due) this.issueIntermediate(cluster, { now });
+      return { renewed: due, needsOfflineRoot: [] };
     });
   }
 

@@ -39,14 +39,20 @@ export function parseCsr(input: Buffer | string, maxBytes: number): ParsedCsr {
   const der = toDer(input);
   try {
     const outer = readElement(der);
-    if (outer.tag !== 0x30 || outer.raw.length !== der.length) throw new CsrError('not a DER SEQUENCE');
+    if (outer.tag !== 0x30 || outer.raw.length !== der.length) throw new CsrError('malformed CSR: not a DER SEQUENCE');
     const [info, algorithm, signature] = readChildren(outer.content);
-    if (!info || !algorithm || signature?.tag !== 0x03) throw new CsrError('expected certificationRequestInfo, signatureAlgorithm and signature');
+    if (!info || !algorithm || signature?.tag !== 0x03) throw new CsrError('malformed CSR: expected certificationRequestInfo, signatureAlgorithm and signature');
     const [version, subject, spki] = readChildren(info.content);
     if (version?.tag !== 0x02 || version.content.length !== 1 || version.content[0] !== 0) throw new CsrError('unsupported CSR version (must be v1)');
-    if (subject?.tag !== 0x30 || spki?.tag !== 0x30) throw new CsrError('malformed subject or public key');
+    if (subject?.tag !== 0x30 || spki?.tag !== 0x30) throw new CsrError('malformed CSR: malformed subject or public key');
     const publicKey = importPublicKey(spki.raw);
-    const kind = keyKind(publicKey);
+    let kind: KeyKind;
+    try {
+      kind = keyKind(publicKey);
+    } catch (error) {
+      // A well-formed CSR for a key meshfed does not accept: say just that, not "malformed".
+      throw new CsrError((error as Error).message);
+    }
     const [algorithmOid] = readChildren(algorithm.content);
     const oid = algorithmOid?.tag === 0x06 ? decodeOid(algorithmOid.content) : '';
     const hash = CSR_SIGNATURE_HASHES.get(oid);

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 
 /** The environment variable that holds the passphrase for keys encrypted at rest. */
@@ -64,7 +64,12 @@ export class StateDir<M extends object> {
 
   static create<M extends object>(root: string, manifest: M): StateDir<M> {
     if (StateDir.exists(root)) throw new StateError(`${root} already holds a meshfed CA; refusing to overwrite it`);
+    // meshfed removes every file its manifest does not name, so it must own the whole directory.
+    if (existsSync(root) && readdirSync(root).length > 0) {
+      throw new StateError(`${root} is not empty; a new CA needs a new or empty directory, since meshfed owns every file in its state dir`);
+    }
     mkdirSync(root, { recursive: true, mode: 0o700 });
+    chmodSync(root, 0o700);
     return new StateDir(root, manifest, {}, undefined);
   }
 

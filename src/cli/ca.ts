@@ -22,6 +22,12 @@ function readInput(path: string, what: string): string {
   return readFileSync(path, 'utf8');
 }
 
+/** Certificates and CSRs are not secret: written 0644 to --out, or printed. */
+function emit(pem: string, out: string | undefined): void {
+  if (out) writeFileAtomic(out, pem, 0o644);
+  else process.stdout.write(pem);
+}
+
 function stateDir(command: Command): string {
   const opts = command.optsWithGlobals<{ stateDir?: string }>();
   return resolve(opts.stateDir ?? process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR);
@@ -203,9 +209,7 @@ export function caCommand(): Command {
     .argument('<cluster>', 'cluster name')
     .option('--out <file>', 'write the CSR here instead of standard output')
     .action(function (this: Command, cluster: string, opts: { out?: string }) {
-      const csr = TrustAuthority.open(stateDir(this)).intermediateCsr(cluster);
-      if (opts.out) writeFileAtomic(opts.out, csr, 0o644);
-      else process.stdout.write(csr);
+      emit(TrustAuthority.open(stateDir(this)).intermediateCsr(cluster), opts.out);
     });
 
   ca.command('sign-intermediate')
@@ -229,8 +233,7 @@ export function caCommand(): Command {
         ...(opts.ttl ? { ttl: opts.ttl } : {}),
         ...(policy ? { policy } : {}),
       });
-      if (opts.out) writeFileAtomic(opts.out, pem, 0o644);
-      else process.stdout.write(pem);
+      emit(pem, opts.out);
     });
 
   ca.command('import-intermediate')
@@ -256,11 +259,11 @@ export function caCommand(): Command {
       const result = authority.signWorkload({ cluster: opts.cluster, csr: readInput(opts.csr, '--csr'), spiffeId: opts.spiffeId, ...(opts.ttl ? { ttl: opts.ttl } : {}) });
       for (const san of result.ignoredSans) process.stderr.write(`meshfed: ignored SAN requested by the CSR: ${san}\n`);
       const pem = result.certChain.join('');
-      if (opts.out) writeFileAtomic(opts.out, pem, 0o644);
       if (format === 'pem') {
-        if (!opts.out) process.stdout.write(pem);
+        emit(pem, opts.out);
         return;
       }
+      if (opts.out) writeFileAtomic(opts.out, pem, 0o644);
       print(format, { spiffeId: result.spiffeId, notAfter: result.notAfter.toISOString(), certChain: result.certChain, ignoredSans: result.ignoredSans }, () => pem);
     });
 

@@ -41,7 +41,8 @@ export function serveCommand(): Command {
     .option('--sync-every <duration>', 'how often to pick up changes other meshfed commands made to the state dir and renew due intermediates', '30s')
     .option('--demo', `the embedded demo: trust domain meshfed.local, clusters ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, and a live cross-cluster mTLS check`)
     .action(async (opts: ServeOptions) => {
-      const log = createLogger();
+      // the demo keeps the terminal for its summary; MESHFED_LOG_LEVEL=info shows the JSON log too
+      const log = createLogger(process.env.MESHFED_LOG_LEVEL ?? (opts.demo ? 'warn' : 'info'));
       const dir = resolve(opts.stateDir ?? (opts.demo ? '.meshfed/demo' : (process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR)));
       const listen = hostPort(opts.caListen);
       const syncEvery = parseDuration(opts.syncEvery);
@@ -98,9 +99,10 @@ export function serveCommand(): Command {
         '  not built yet: cluster registry, xDS (split-horizon EDS), DNS, east-west gateway, REST API, drills',
         '',
         '  try:',
-        `    meshfed ca status --state-dir ${dir}`,
-        `    meshfed ca bundle --state-dir ${dir} --format spiffe`,
-        `    meshfed ca intermediate ${serverCluster} --state-dir ${dir} -o secret`,
+        `    npx meshfed ca status --state-dir ${dir}`,
+        `    npx meshfed ca bundle --state-dir ${dir} --format spiffe`,
+        `    npx meshfed ca intermediate ${serverCluster} --state-dir ${dir} -o secret`,
+        `    npx meshfed ca token --state-dir ${dir} --cluster ${serverCluster} --namespace default --service-account reviews`,
         '',
         '  Ctrl-C stops.',
         '',

@@ -140,6 +140,7 @@ export class TrustAuthority {
   /** parsed keys and certificates by state file name; every write stages a new name, so entries never go stale */
   #keys = new Map<string, KeyObject>();
   #certs = new Map<string, X509Certificate>();
+  #secret: { name: string; value: Buffer } | undefined;
   #issuers = new Map<string, { file: string; issuer: LeafIssuer; chainTail: string[]; notAfter: Date }>();
 
   private constructor(state: StateDir<Manifest>, passphrase: string | undefined) {
@@ -161,25 +162,7 @@ export class TrustAuthority {
     const policy = trustPolicySchema.parse(options.policy ?? DEFAULT_TRUST_POLICY);
     const passphrase = env[PASSPHRASE_ENV];
     const now = options.now ?? new Date();
-    let rootCert: X509Certificate;
-    let rootKey: KeyObject | undefined;
-    if (options.importRoot) {
-      ({ cert: rootCert, key: rootKey } = validateImportedRoot(options.importRoot, now));
-    } else {
-      rootKey = generateKey(options.keyType ?? policy.keyTypes.root);
-      const ttl = validityMs(options.rootTtl, policy.lifetimes.root, 'root');
-      rootCert = new X509Certificate(
-        issueCaCertificate({
-          subject: rootSubject(trustDomain, 1),
-          subjectKey: rootKey,
-          selfKey: rootKey,
-          notBefore: new Date(now.getTime() - BACKDATE_MS),
-          notAfter: new Date(now.getTime() + ttl),
-          pathLength: 1,
-          trustDomain,
-        }),
-      );
-    }
+    const { cert: rootCert, key: rootKey } = obtainRoot(options, trustDomain, 1, policy, now);
     const rootId = subjectKeyIdHex(rootCert);
     const state = StateDir.create<Manifest>(dir, {
       format: 'meshfed-ca/v1',
@@ -357,15 +340,17 @@ export class TrustAuthority {
     return record?.cert ? this.#cert(record.cert) : undefined;
   }
 
-  /** The 256-bit secret that signs the CA service's bearer tokens; created on first use. */
+  /** The 256-bit secret that signs the CA service's bearer tokens; created (and written) on first use only. */
   tokenSecret(): Buffer {
-    return this.#transaction(() => {
-      const manifest = this.#state.manifest;
-      if (!manifest.tokenSecret) {
-        manifest.tokenSecret = this.#stageSecret('secrets/token-hmac', randomBytes(32).toString('base64'));
-        }
-      return Buffer.from(this.#loadSecret(manifest.tokenSecret), 'base64');
-    });
+    if (!this.#state.manifest.tokenSecret) {
+      this.#transaction(() => {
+        this.#state.manifest.tokenSecret = this.#stageSecret('secrets/token-hmac', randomBytes(32).toString('base64'));
+      });
+    }
+    const name = this.#state.manifest.tokenSecret;
+    if (!name) throw new StateError('token secret missing after it was created');
+    if (this.#secret?.name !== name) this.#secret = { name, value: Buffer.from(this.#loadSecret(name), 'base64') };
+    return this.#secret.value;
   }
 
   // ---- workloads ----------------------------------------------------------------------
@@ -409,26 +394,8 @@ export class TrustAuthority {
       const manifest = this.#state.manifest;
       if (manifest.rotation) throw new TrustError(`a root rotation is already under way (phase ${manifest.rotation.phase}); advance or abort it first`);
       const now = options.now ?? new Date();
-      let cert: X509Certificate;
-      let key: KeyObject | undefined;
       const generation = manifest.rootGeneration + 1;
-      if (options.importRoot) {
-        ({ cert, key } = validateImportedRoot(options.importRoot, now));
-      } else {
-        key = generateKey(options.keyType ?? this.policy.keyTypes.root);
-        const ttl = validityMs(options.rootTtl, this.policy.lifetimes.root, 'root');
-        cert = new X509Certificate(
-          issueCaCertificate({
-            subject: rootSubject(this.trustDomain, generation),
-            subjectKey: key,
-            selfKey: key,
-            notBefore: new Date(now.getTime() - BACKDATE_MS),
-            notAfter: new Date(now.getTime() + ttl),
-            pathLength: 1,
-            trustDomain: this.trustDomain,
-          }),
-        );
-      }
+      const { cert, key } = obtainRoot(options, this.trustDomain, generation, this.policy, now);
       const id = subjectKeyIdHex(cert);
       if (manifest.roots.some((r) => r.id === id)) throw new TrustError('the new root is already in the bundle');
       manifest.roots.push(this.#stageRoot(id, cert, key));
@@ -702,6 +669,31 @@ export interface SpiffeBundle {
 function publicJwk(cert: X509Certificate): Record<string, unknown> {
   const jwk = cert.publicKey.export({ format: 'jwk' });
   return Object.fromEntries(Object.entries(jwk).filter(([k]) => ['kty', 'crv', 'x', 'y', 'n', 'e'].includes(k)));
+}
+
+/** The imported root, or a new self-signed one. */
+function obtainRoot(
+  options: { keyType?: KeyType; rootTtl?: string; importRoot?: { certPem: string; keyPem?: string } },
+  trustDomain: string,
+  generation: number,
+  policy: TrustPolicy,
+  now: Date,
+): { cert: X509Certificate; key?: KeyObject } {
+  if (options.importRoot) return validateImportedRoot(options.importRoot, now);
+  const key = generateKey(options.keyType ?? policy.keyTypes.root);
+  const ttl = validityMs(options.rootTtl, policy.lifetimes.root, 'root');
+  const cert = new X509Certificate(
+    issueCaCertificate({
+      subject: rootSubject(trustDomain, generation),
+      subjectKey: key,
+      selfKey: key,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter: new Date(now.getTime() + ttl),
+      pathLength: 1,
+      trustDomain,
+    }),
+  );
+  return { cert, key };
 }
 
 function validateImportedRoot(input: { certPem: string; keyPem?: string }, now: Date): { cert: X509Certificate; key?: KeyObject } {

@@ -23,6 +23,7 @@ describe('meshfed serve --demo (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {
     const child = spawn(process.execPath, [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts'), 'serve', '--demo', '--state-dir', join(work, 'demo'), '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'], {
       cwd: work,
+      env: { ...process.env, MESHFED_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,19 @@ describe('two meshfed processes on one state dir', () => {
     expect(() => authority.issueIntermediate('west-1')).toThrow(/locked by meshfed process/);
     rmSync(join(dir, 'ca', 'lock'));
     expect(TrustAuthority.open(join(dir, 'ca')).clusters).toEqual(['east-1']);
+  });
+});
+
+describe('reads do not write', () => {
+  it('creates the token secret once; later uses (every bearer-token request) leave the state dir untouched', () => {
+    const { authority } = TrustAuthority.init(join(dir, 'ca'), { trustDomain: 'mesh.test' });
+    const first = authority.tokenSecret();
+    const manifest = join(dir, 'ca', 'manifest.json');
+    const written = { content: readFileSync(manifest, 'utf8'), mtime: statSync(manifest).mtimeMs };
+    for (let i = 0; i < 20; i++) expect(authority.tokenSecret().equals(first)).toBe(true);
+    expect(TrustAuthority.open(join(dir, 'ca')).tokenSecret().equals(first)).toBe(true);
+    expect(readFileSync(manifest, 'utf8')).toBe(written.content);
+    expect(statSync(manifest).mtimeMs).toBe(written.mtime);
   });
 });
 

@@ -10,7 +10,10 @@ import { parseDuration } from '../model/duration.js';
 import { UsageError } from './errors.js';
 import { dataFormat, print, table } from './output.js';
 
-export const DEFAULT_STATE_DIR = '.meshfed/ca';
+export const DEFAULT_STATE_DIR = '.meshfed';
+
+/** The CA owns every file of its own directory, so it lives in a subdirectory of the manager's state dir. */
+export const caDir = (stateDir: string): string => join(stateDir, 'ca');
 
 const MAX_INPUT_FILE_BYTES = 1024 * 1024;
 
@@ -28,10 +31,13 @@ function emit(pem: string, out: string | undefined): void {
   else process.stdout.write(pem);
 }
 
-function stateDir(command: Command): string {
+function managerStateDir(command: Command): string {
   const opts = command.optsWithGlobals<{ stateDir?: string }>();
   return resolve(opts.stateDir ?? process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR);
 }
+
+/** The CA's directory inside the state dir the command was given. */
+const stateDir = (command: Command): string => caDir(managerStateDir(command));
 
 const outputOption = (formats: readonly string[] = ['text', 'json', 'yaml']): Option =>
   new Option('-o, --output <format>', `output format: ${formats.join('|')}`).default('text');
@@ -96,7 +102,7 @@ function outsideStateDir(path: string, dir: string): string {
 export function caCommand(): Command {
   const ca = new Command('ca')
     .description('the federation trust domain: root CA, per-cluster intermediates, workload certificates, rotation')
-    .option('--state-dir <dir>', `where the CA keeps its state (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`);
+    .option('--state-dir <dir>', `the manager's state dir; the CA keeps its state in its ca/ subdirectory (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`);
 
   ca.command('init')
     .description('create the root CA of a new trust domain')
@@ -116,7 +122,7 @@ export function caCommand(): Command {
       if (opts.rootKeyOut && !opts.offlineRoot) throw new UsageError('--root-key-out only goes with --offline-root');
       if (opts.offlineRoot && opts.importRoot) throw new UsageError('--offline-root generates a root; to use an existing offline root, give --import-root without --import-key');
       if (opts.keyType && opts.importRoot) throw new UsageError('--key-type does not apply to an imported root');
-      const keyOut = opts.rootKeyOut ? outsideStateDir(opts.rootKeyOut, dir) : undefined;
+      const keyOut = opts.rootKeyOut ? outsideStateDir(opts.rootKeyOut, managerStateDir(this)) : undefined;
       if (keyOut && existsSync(keyOut)) throw new UsageError(`${keyOut} already exists; refusing to overwrite a key`);
       const policy = loadPolicy(opts.policy);
       const importRoot = rootInput(opts);

@@ -5,7 +5,7 @@ import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { TrustAuthority } from '../trust/authority.js';
 import { startCaService } from '../trust/ca-service.js';
 import { StateDir } from '../trust/state-dir.js';
-import { DEFAULT_STATE_DIR } from './ca.js';
+import { caDir, DEFAULT_STATE_DIR } from './ca.js';
 import { UsageError } from './errors.js';
 import { createLogger } from './logger.js';
 
@@ -33,7 +33,7 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 export function serveCommand(): Command {
   return new Command('serve')
     .description('run the manager: today the trust domain and its Istio-compatible CA service (registry, xDS, DNS, gateway and API are not built yet)')
-    .option('--state-dir <dir>', `CA state (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
+    .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--trust-domain <domain>', 'create the trust domain in the state dir if it holds none')
     .option('--cluster <name>', 'make sure this cluster has an intermediate (repeatable)', collect, [])
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
@@ -43,7 +43,8 @@ export function serveCommand(): Command {
     .action(async (opts: ServeOptions) => {
       // the demo keeps the terminal for its summary; MESHFED_LOG_LEVEL=info shows the JSON log too
       const log = createLogger(process.env.MESHFED_LOG_LEVEL ?? (opts.demo ? 'warn' : 'info'));
-      const dir = resolve(opts.stateDir ?? (opts.demo ? '.meshfed/demo' : (process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR)));
+      const stateDir = resolve(opts.stateDir ?? (opts.demo ? '.meshfed/demo' : (process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR)));
+      const dir = caDir(stateDir);
       const listen = hostPort(opts.caListen);
       const syncEvery = parseDuration(opts.syncEvery);
       const trustDomain = opts.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
@@ -82,7 +83,7 @@ export function serveCommand(): Command {
       const lines = [
         '',
         'meshfed serve',
-        `  trust domain   ${authority.trustDomain} (state in ${dir})`,
+        `  trust domain   ${authority.trustDomain} (state in ${stateDir})`,
         `  roots          ${authority.roots().length}, active ${authority.activeRootId.slice(0, 16)}…`,
         `  intermediates  ${authority.intermediates().map((i) => `${i.cluster} (until ${i.notAfter?.slice(0, 10) ?? '-'})`).join(', ') || 'none'}`,
         `  CA service     ${listen.host}:${service.port} istio.v1.auth.IstioCertificateService/CreateCertificate (TLS; mTLS SVID or bearer token)`,
@@ -99,10 +100,10 @@ export function serveCommand(): Command {
         '  not built yet: cluster registry, xDS (split-horizon EDS), DNS, east-west gateway, REST API, drills',
         '',
         '  try:',
-        `    npx meshfed ca status --state-dir ${dir}`,
-        `    npx meshfed ca bundle --state-dir ${dir} --format spiffe`,
-        `    npx meshfed ca intermediate ${serverCluster} --state-dir ${dir} -o secret`,
-        `    npx meshfed ca token --state-dir ${dir} --cluster ${serverCluster} --namespace default --service-account reviews`,
+        `    npx meshfed ca status --state-dir ${stateDir}`,
+        `    npx meshfed ca bundle --state-dir ${stateDir} --format spiffe`,
+        `    npx meshfed ca intermediate ${serverCluster} --state-dir ${stateDir} -o secret`,
+        `    npx meshfed ca token --state-dir ${stateDir} --cluster ${serverCluster} --namespace default --service-account reviews`,
         '',
         '  Ctrl-C stops.',
         '',

@@ -11,10 +11,7 @@ export const trustDomainSchema = z
   .max(255, 'trust domain must be at most 255 characters')
   .regex(/^[a-z0-9._-]+$/, 'trust domain may contain only lowercase letters, digits, ".", "-" and "_" (SPIFFE)');
 
-/** Cluster names are DNS-1123 labels, as in Kubernetes. */
-export const clusterNameSchema = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'cluster name must be a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters, starting and ending alphanumeric');
+export { clusterNameSchema } from './names.js';
 
 const durationSchema = z.string().refine(
   (value) => {

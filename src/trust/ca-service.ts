@@ -10,6 +10,7 @@ import { generateKey, privateKeyPem } from './keys.js';
 import { parseSpiffeId, workloadSpiffeId } from './spiffe.js';
 import { TokenError, verifyToken } from './tokens.js';
 import { uriSans } from './x509.js';
+import { SILENT_LOGGER, type Logger } from '../logging.js';
 
 /**
  * The Istio-compatible CA: `istio.v1.auth.IstioCertificateService/CreateCertificate`
@@ -18,12 +19,6 @@ import { uriSans } from './x509.js';
  * certificate's SPIFFE ID is always the caller's, never what the CSR asks for.
  */
 
-/** The subset of pino's API the service uses; a pino logger fits. */
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
 
 export const CA_SERVICE_NAME = 'istio.v1.auth.IstioCertificateService';
 /** Works from src/trust/*.ts and from dist/trust/*.js alike. */
@@ -91,7 +86,6 @@ export interface CaServiceHandle {
   close(): Promise<void>;
 }
 
-const SILENT: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const DEFAULT_REFRESH_MS = 30_000;
 /** gRPC's own cap on a request message: at least 64 KiB, always room for the largest CSR policy allows. */
 const MIN_MESSAGE_CAP = 64 * 1024;
@@ -190,7 +184,7 @@ interface ServerCert {
  */
 export async function startCaService(options: CaServiceOptions): Promise<CaServiceHandle> {
   const { authority, serverCluster } = options;
-  const logger = options.logger ?? SILENT;
+  const logger = options.logger ?? SILENT_LOGGER;
   const serverSpiffeId = workloadSpiffeId(authority.trustDomain, CA_SERVER_NAMESPACE, CA_SERVER_SERVICE_ACCOUNT);
   const proto = loadCaProto();
 

@@ -1,0 +1,117 @@
+import { parseAllDocuments } from 'yaml';
+import { z } from 'zod';
+import { gatewaySchema } from './cluster.js';
+import { localitySchema } from './locality.js';
+import { clusterNameSchema, dnsLabelSchema, labelsSchema, networkNameSchema } from './names.js';
+import { endpointSchema, servicePortSchema } from './service.js';
+import { trustDomainSchema } from './trust-policy.js';
+
+export const API_VERSION = 'meshfed.io/v1alpha1';
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+const metadataSchema = z.strictObject({
+  name: dnsLabelSchema,
+  labels: labelsSchema.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const staticServiceSchema = z.strictObject({
+  namespace: dnsLabelSchema.default('default'),
+  name: dnsLabelSchema,
+  ports: z.array(servicePortSchema).default([]),
+  labels: labelsSchema.default({}),
+  endpoints: z.array(endpointSchema).default([]),
+});
+export type StaticService = z.infer<typeof staticServiceSchema>;
+
+const clusterSpecSchema = z
+  .strictObject({
+    network: networkNameSchema,
+    region: z.string().max(128).default(''),
+    zone: z.string().max(128).default(''),
+    gateways: z.array(gatewaySchema).default([]),
+    /** a Kubernetes cluster: path to its kubeconfig, relative to this file */
+    kubeconfigFile: z.string().min(1).optional(),
+    context: z.string().optional(),
+    /** a cluster without an API server: its services and endpoints, listed here */
+    services: z.array(staticServiceSchema).optional(),
+  })
+  .refine((spec) => !(spec.kubeconfigFile && spec.services), { message: 'a cluster has either kubeconfigFile (watched through its API server) or services (static), not both', path: ['services'] })
+  .refine((spec) => !(spec.context && !spec.kubeconfigFile), { message: 'context only applies with kubeconfigFile', path: ['context'] });
+
+const federationSpecSchema = z.strictObject({
+  trustDomain: trustDomainSchema.optional(),
+  /** default locality for clusters that name none */
+  defaultLocality: localitySchema.partial().optional(),
+});
+
+const documentSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ apiVersion: z.literal(API_VERSION), kind: z.literal('Federation'), metadata: metadataSchema, spec: federationSpecSchema }),
+  z.strictObject({ apiVersion: z.literal(API_VERSION), kind: z.literal('Cluster'), metadata: metadataSchema.extend({ name: clusterNameSchema }), spec: clusterSpecSchema }),
+]);
+
+export interface ClusterDefinition {
+  name: string;
+  network: string;
+  region: string;
+  zone: string;
+  gateways: z.infer<typeof gatewaySchema>[];
+  kubeconfigFile?: string;
+  context?: string;
+  /** present for static clusters */
+  services?: StaticService[];
+}
+
+export interface FederationFile {
+  name?: string;
+  trustDomain?: string;
+  clusters: ClusterDefinition[];
+}
+
+export class FederationFileError extends Error {}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const path = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '');
+  return `${path || '(document)'}: ${issue.message}`;
+}
+
+/** Parses a federation file: a YAML stream of meshfed.io/v1alpha1 documents (Federation, Cluster). */
+export function parseFederationFile(text: string, sourceName = 'federation file'): FederationFile {
+  if (Buffer.byteLength(text) > MAX_FILE_BYTES) throw new FederationFileError(`${sourceName}: larger than ${MAX_FILE_BYTES} bytes`);
+  const documents = parseAllDocuments(text);
+  const result: FederationFile = { clusters: [] };
+  const seen = new Set<string>();
+  let index = 0;
+  for (const document of Array.isArray(documents) ? documents : [documents]) {
+    index++;
+    const where = `${sourceName}, document ${index}`;
+    const [yamlError] = document.errors;
+    if (yamlError) throw new FederationFileError(`${where}: invalid YAML at line ${yamlError.linePos?.[0].line ?? '?'}: ${yamlError.message.split('\n')[0] ?? ''}`);
+    const value: unknown = document.toJS({ maxAliasCount: 100 });
+    if (value === null || value === undefined) continue;
+    const kind = typeof value === 'object' && 'kind' in value ? String(value.kind) : '(none)';
+    const parsed = documentSchema.safeParse(value);
+    if (!parsed.success) {
+      const name = typeof value === 'object' && 'metadata' in value && typeof value.metadata === 'object' && value.metadata && 'name' in value.metadata ? ` ${String(value.metadata.name)}` : '';
+      throw new FederationFileError(`${where} (${kind}${name}): ${parsed.error.issues.map(describeIssue).join('; ')}`);
+    }
+    const doc = parsed.data;
+    if (doc.kind === 'Federation') {
+      if (result.name !== undefined) throw new FederationFileError(`${where}: only one Federation document is allowed`);
+      result.name = doc.metadata.name;
+      if (doc.spec.trustDomain) result.trustDomain = doc.spec.trustDomain;
+      continue;
+    }
+    if (seen.has(doc.metadata.name)) throw new FederationFileError(`${where} (Cluster ${doc.metadata.name}): metadata.name: cluster ${doc.metadata.name} is defined twice`);
+    seen.add(doc.metadata.name);
+    const { kubeconfigFile, context, services, ...rest } = doc.spec;
+    result.clusters.push({
+      name: doc.metadata.name,
+      ...rest,
+      ...(kubeconfigFile ? { kubeconfigFile } : {}),
+      ...(context ? { context } : {}),
+      ...(services ? { services } : kubeconfigFile ? {} : { services: [] }),
+    });
+  }
+  return result;
+}

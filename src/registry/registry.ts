@@ -45,6 +45,10 @@ export interface ClusterStatus {
 
 export type SnapshotListener = (snapshot: FederatedSnapshot, change: SnapshotChange) => void;
 
+function sameView(a: ServiceView, b: ServiceView): boolean {
+  return a === b || (JSON.stringify(a.service) === JSON.stringify(b.service) && JSON.stringify(a.endpoints) === JSON.stringify(b.endpoints));
+}
+
 /** Counts events in one-second buckets over the last ten seconds. */
 class RateMeter {
   #buckets = new Map<number, number>();
@@ -208,9 +212,18 @@ export class Registry {
         this.#markService(entry, key);
       }),
       resync: guard('a resync', (views: ReadonlyMap<string, ServiceView>) => {
-        for (const [key, old] of entry.services) if (views.get(key) !== old) this.#markService(entry, key);
-        for (const [key, view] of views) if (entry.services.get(key) !== view) this.#markService(entry, key);
-        entry.services = new Map(views);
+        // A re-list usually brings what meshfed already has: keep those objects, and mark only real changes.
+        const next = new Map<string, ServiceView>();
+        for (const [key, view] of views) {
+          const old = entry.services.get(key);
+          if (old && sameView(old, view)) next.set(key, old);
+          else {
+            next.set(key, view);
+            this.#markService(entry, key);
+          }
+        }
+        for (const key of entry.services.keys()) if (!views.has(key)) this.#markService(entry, key);
+        entry.services = next;
       }),
       gatewaysDiscovered: guard('discovered gateways', (gateways: readonly Gateway[]) => {
         if (JSON.stringify(gateways) === JSON.stringify(entry.discovered)) return;

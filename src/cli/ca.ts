@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { parse as parseYaml, stringify } from 'yaml';
 import { KEY_TYPES, trustPolicySchema, type KeyType, type TrustPolicy } from '../model/trust-policy.js';
 import { signIntermediateCsr, TrustAuthority, type ClusterMaterial, type RotationStatus } from '../trust/authority.js';
-import { writeFileAtomic } from '../trust/state-dir.js';
+import { writeFileAtomic } from '../store/atomic.js';
 import { issueToken } from '../trust/tokens.js';
 import { parseDuration } from '../model/duration.js';
 import { UsageError } from './errors.js';

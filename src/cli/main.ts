@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { caCommand } from './ca.js';
+import { clusterCommand } from './cluster.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
 
@@ -11,6 +12,7 @@ function program(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(caCommand())
+    .addCommand(clusterCommand())
     .addCommand(serveCommand());
 }
 

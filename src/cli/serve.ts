@@ -1,15 +1,26 @@
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
+import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
+import { checkFederationKubeconfigs, openRegistrations, startManager, type Manager } from '../api/manager.js';
 import { parseDuration } from '../model/duration.js';
+import { formatLocality } from '../model/locality.js';
+import { DEFAULT_GRACE_MS } from '../registry/registry.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
+import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
+import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
 import { TrustAuthority } from '../trust/authority.js';
-import { startCaService } from '../trust/ca-service.js';
+import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
 import { StateDir } from '../trust/state-dir.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
+import { DEFAULT_SERVER } from './cluster.js';
 import { UsageError } from './errors.js';
 import { createLogger } from './logger.js';
+import { table } from './output.js';
 
 const DEMO_CLUSTERS = ['east-1', 'east-2', 'west-1'];
+/** how long the startup summary waits for Kubernetes clusters' first sync */
+const SUMMARY_WAIT_MS = 3_000;
 
 interface ServeOptions {
   stateDir?: string;
@@ -19,55 +30,147 @@ interface ServeOptions {
   caServerCluster?: string;
   syncEvery: string;
   demo?: boolean;
+  config?: string;
+  api: string;
+  grace: string;
+  allowKubeconfigExec?: boolean;
+  allowKubeconfigFiles?: boolean;
 }
 
-function hostPort(value: string): { host: string; port: number } {
+function hostPort(value: string, option: string, example: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = Number(match?.[3]);
-  if (!match || port > 65535) throw new UsageError(`--ca-listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:15012 or [::1]:15012`);
+  if (!match || port > 65535) throw new UsageError(`${option} ${value}: expected HOST:PORT, e.g. 127.0.0.1:${example} or [::1]:${example}`);
   return { host: match[1] ?? match[2] ?? '', port };
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
+/** A path as the user would type it from here. */
+const shown = (path: string): string => {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
+};
+
+function openAuthority(dir: string, trustDomain: string | undefined, trustDomainFrom: string, log: ReturnType<typeof createLogger>): TrustAuthority {
+  if (StateDir.exists(dir)) {
+    const authority = TrustAuthority.open(dir);
+    if (trustDomain && trustDomain !== authority.trustDomain) throw new UsageError(`${dir} holds trust domain ${authority.trustDomain}, not ${trustDomain} (from ${trustDomainFrom})`);
+    return authority;
+  }
+  if (!trustDomain) throw new UsageError(`${dir} holds no CA: run "meshfed ca init", give --trust-domain, or a federation file with spec.trustDomain`);
+  const authority = TrustAuthority.init(dir, { trustDomain }).authority;
+  log.info({ trustDomain, stateDir: dir }, 'created trust domain');
+  return authority;
+}
+
+/** Waits (bounded) until no Kubernetes cluster is still on its very first sync attempt, so the summary shows real states. */
+async function settle(manager: Manager): Promise<void> {
+  const deadline = Date.now() + SUMMARY_WAIT_MS;
+  const pending = (): boolean => manager.registry.list().some((c) => c.state === 'syncing' && c.reason === 'waiting for the first sync');
+  while (pending() && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
+}
+
+function clusterLines(manager: Manager, federation: LoadedFederation | undefined): string[] {
+  const statuses = manager.registry.list();
+  if (statuses.length === 0) return ['  clusters       none yet: give --config FILE, or register one with "npx meshfed cluster register NAME --network NET --kubeconfig FILE"'];
+  const rows = statuses.map((c) => [
+    c.name,
+    c.network,
+    formatLocality({ region: c.region, zone: c.zone, subzone: '' }) || '-',
+    manager.fileClusters.has(c.name) ? `${c.source} (file)` : `${c.source} (registered)`,
+    c.state,
+    String(c.services),
+    String(c.endpoints),
+    c.gateways.map((g) => `${g.address}:${g.port}`).join(',') || '-',
+    c.reason ?? '',
+  ]);
+  const text = table(['NAME', 'NETWORK', 'LOCALITY', 'SOURCE', 'STATE', 'SERVICES', 'ENDPOINTS', 'GATEWAYS', 'REASON'], rows).trimEnd().split('\n');
+  const networks = new Set(statuses.map((c) => c.network));
+  const lines = [`  clusters       ${statuses.length} in ${networks.size} network${networks.size === 1 ? '' : 's'}${federation ? ` (federation ${federation.name ?? '-'} from ${shown(federation.path)})` : ''}`, ...text.map((line) => `    ${line}`)];
+  const statics = statuses.filter((c) => c.source === 'static').map((c) => c.name);
+  if (statics.length) {
+    lines.push(
+      `  note           the services and endpoints of ${statics.join(', ')} are static entries of the federation file: they are the`,
+      "                 registry's data, not running workloads. The demo workloads behind them arrive with the embedded",
+      '                 federation (issue 7).',
+    );
+  }
+  if (manager.shadowed.length) lines.push(`  shadowed       ${manager.shadowed.join(', ')}: registered, but the federation file defines them too; the file wins for this run`);
+  return lines;
+}
+
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('run the manager: today the trust domain and its Istio-compatible CA service (registry, xDS, DNS, gateway and API are not built yet)')
+    .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, and the REST API (xDS, DNS, gateway are not built yet)')
+    .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
+    .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
-    .option('--trust-domain <domain>', 'create the trust domain in the state dir if it holds none')
-    .option('--cluster <name>', 'make sure this cluster has an intermediate (repeatable)', collect, [])
+    .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
+    .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
+    .option('--allow-kubeconfig-files', "let kubeconfigs name files on the manager's filesystem (off: credentials must be inline)")
+    .option('--trust-domain <domain>', 'create the trust domain in the state dir if it holds none (default: the federation file\'s trustDomain)')
+    .option('--cluster <name>', 'make sure this cluster has an intermediate (repeatable; default: the federation file\'s clusters)', collect, [])
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
     .option('--ca-server-cluster <name>', "the cluster whose intermediate signs the CA service's own certificate (default: the first cluster)")
     .option('--sync-every <duration>', 'how often to pick up changes other meshfed commands made to the state dir and renew due intermediates', '30s')
-    .option('--demo', `the embedded demo: trust domain meshfed.local, clusters ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, and a live cross-cluster mTLS check`)
+    .option('--demo', `the embedded demo: trust domain meshfed.local, intermediates for ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, and a live cross-cluster mTLS check`)
     .action(async (opts: ServeOptions) => {
       // the demo keeps the terminal for its summary; MESHFED_LOG_LEVEL=info shows the JSON log too
       const log = createLogger(process.env.MESHFED_LOG_LEVEL ?? (opts.demo ? 'warn' : 'info'));
       const stateDir = resolve(opts.stateDir ?? (opts.demo ? '.meshfed/demo' : (process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR)));
       const dir = caDir(stateDir);
-      const listen = hostPort(opts.caListen);
+      const listen = hostPort(opts.caListen, '--ca-listen', '15012');
+      const apiListen = hostPort(opts.api, '--api', '8080');
       const syncEvery = parseDuration(opts.syncEvery);
-      const trustDomain = opts.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
-      let authority: TrustAuthority;
-      if (StateDir.exists(dir)) {
-        authority = TrustAuthority.open(dir);
-        if (trustDomain && trustDomain !== authority.trustDomain) throw new UsageError(`${dir} holds trust domain ${authority.trustDomain}, not ${trustDomain}`);
-      } else {
-        if (!trustDomain) throw new UsageError(`${dir} holds no CA: run "meshfed ca init" or give --trust-domain`);
-        authority = TrustAuthority.init(dir, { trustDomain }).authority;
-        log.info({ trustDomain, stateDir: dir }, 'created trust domain');
-      }
-      const clusters = opts.cluster.length ? opts.cluster : opts.demo ? DEMO_CLUSTERS : [];
+      const graceMs = parseDuration(opts.grace);
+      const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
+      const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
+      // every input is checked before anything is created: a bad file or a damaged state dir changes nothing
+      if (federation) checkFederationKubeconfigs(federation, safety);
+      const store = openRegistrations(stateDir);
+
+      const trustDomain = opts.trustDomain ?? federation?.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
+      const trustDomainFrom = opts.trustDomain ? '--trust-domain' : federation?.trustDomain ? federation.path : '--demo';
+      const authority = openAuthority(dir, trustDomain, trustDomainFrom, log);
+      // explicit --cluster: each must get an intermediate; otherwise the demo's and the federation file's clusters should
+      const explicit = opts.cluster.length > 0;
+      const clusters = explicit ? opts.cluster : [...new Set([...(opts.demo ? DEMO_CLUSTERS : []), ...(federation?.clusters.map((c) => c.cluster.name) ?? [])])];
       for (const cluster of clusters) {
-        if (!authority.intermediateCertificate(cluster)) {
-          authority.issueIntermediate(cluster);
-          log.info({ cluster }, 'issued intermediate');
+        if (authority.intermediateCertificate(cluster)) continue;
+        if (!explicit && authority.isOfflineRoot()) {
+          log.warn({ cluster }, 'cluster has no intermediate and the root is offline: sign one with "meshfed ca csr" and "meshfed ca sign-intermediate"');
+          continue;
         }
+        authority.issueIntermediate(cluster);
+        log.info({ cluster }, 'issued intermediate');
       }
-      const serverCluster = opts.caServerCluster ?? clusters[0] ?? authority.clusters[0];
+      const serverCluster = opts.caServerCluster ?? clusters.find((c) => authority.intermediateCertificate(c)) ?? authority.clusters[0];
       if (!serverCluster) throw new UsageError('no cluster has an intermediate yet: give --cluster NAME');
 
-      const service = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
+      const token = loadOrCreateApiToken(stateDir);
+      const metrics = new PromRegistry();
+      collectDefaultMetrics({ register: metrics });
+      const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
+      let manager: Manager;
+      try {
+        manager = await startManager({
+          stateDir,
+          token: token.token,
+          logger: log,
+          api: apiListen,
+          ...(federation ? { federation } : {}),
+          graceMs,
+          ...safety,
+          metrics,
+          store,
+        });
+      } catch (error) {
+        await service.close();
+        // a token generated for a start that failed was never shown: the next start makes and shows a new one
+        if (token.from === 'generated' && token.path) rmSync(token.path, { force: true });
+        throw error;
+      }
       const sync = setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
@@ -91,15 +194,26 @@ export function serveCommand(): Command {
       if (opts.demo) {
         const [a, b] = [DEMO_CLUSTERS[0] ?? 'east-1', DEMO_CLUSTERS[2] ?? 'west-1'];
         const report = await crossClusterHandshake(authority, a, b);
-        lines.push(
-          `  live check     mTLS handshake ${b} → ${a} on loopback: ${b} saw ${report.client.sawPeer}, ${a} saw ${report.server.sawPeer}`,
-        );
+        lines.push(`  live check     mTLS handshake ${b} → ${a} on loopback: ${b} saw ${report.client.sawPeer}, ${a} saw ${report.server.sawPeer}`);
       }
+      await settle(manager);
+      lines.push(...clusterLines(manager, federation));
+      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters with a bearer token; /healthz, /readyz and /metrics are open)`);
+      if (token.from === 'generated') {
+        lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
+      } else {
+        lines.push(`  API token      ${token.from === 'env' ? `from ${API_TOKEN_ENV}` : `in ${token.path ?? ''}`}`);
+      }
+      const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: cluster registry, xDS (split-horizon EDS), DNS, east-west gateway, REST API, drills',
+        '  not built yet: xDS (split-horizon EDS), DNS, east-west gateway, drills',
         '',
         '  try:',
+        ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
+        `    npx meshfed cluster list${serverFlag}`,
+        ...(manager.registry.list()[0] ? [`    npx meshfed cluster get ${manager.registry.list()[0]?.name ?? ''}${serverFlag} -o yaml`] : []),
+        `    curl -s ${manager.api.url}/metrics | grep meshfed_cluster_state`,
         `    npx meshfed ca status --state-dir ${stateDir}`,
         `    npx meshfed ca bundle --state-dir ${stateDir} --format spiffe`,
         `    npx meshfed ca intermediate ${serverCluster} --state-dir ${stateDir} -o secret`,
@@ -114,7 +228,9 @@ export function serveCommand(): Command {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
-          void service.close().then(done);
+          void Promise.allSettled([manager.close(), service.close()]).then(() => {
+            done();
+          });
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);

@@ -45,9 +45,11 @@ const federationSpecSchema = z.strictObject({
   defaultLocality: localitySchema.partial().optional(),
 });
 
+const apiVersionSchema = z.literal(API_VERSION, { message: `must be ${API_VERSION}` });
+
 const documentSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ apiVersion: z.literal(API_VERSION), kind: z.literal('Federation'), metadata: metadataSchema, spec: federationSpecSchema }),
-  z.strictObject({ apiVersion: z.literal(API_VERSION), kind: z.literal('Cluster'), metadata: metadataSchema.extend({ name: clusterNameSchema }), spec: clusterSpecSchema }),
+  z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Federation'), metadata: metadataSchema, spec: federationSpecSchema }),
+  z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Cluster'), metadata: metadataSchema.extend({ name: clusterNameSchema }), spec: clusterSpecSchema }),
 ]);
 
 export interface ClusterDefinition {
@@ -70,9 +72,13 @@ export interface FederationFile {
 
 export class FederationFileError extends Error {}
 
+const formatPath = (path: readonly PropertyKey[]): string => path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '');
+
 function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '');
-  return `${path || '(document)'}: ${issue.message}`;
+  // an unknown key is reported on its parent: name the key itself, so the path points at the typo
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field`).join('; ');
+  if (issue.code === 'invalid_union' && issue.path.at(-1) === 'kind') return `kind: must be Federation or Cluster`;
+  return `${formatPath(issue.path) || '(document)'}: ${issue.message}`;
 }
 
 /** Parses a federation file: a YAML stream of meshfed.io/v1alpha1 documents (Federation, Cluster). */
@@ -81,15 +87,20 @@ export function parseFederationFile(text: string, sourceName = 'federation file'
   const documents = parseAllDocuments(text);
   const result: FederationFile = { clusters: [] };
   const seen = new Set<string>();
+  let defaultLocality: { region?: string; zone?: string } | undefined;
   let index = 0;
   for (const document of Array.isArray(documents) ? documents : [documents]) {
     index++;
     const where = `${sourceName}, document ${index}`;
     const [yamlError] = document.errors;
-    if (yamlError) throw new FederationFileError(`${where}: invalid YAML at line ${yamlError.linePos?.[0].line ?? '?'}: ${yamlError.message.split('\n')[0] ?? ''}`);
+    if (yamlError) {
+      const position = yamlError.linePos?.[0];
+      const message = (yamlError.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      throw new FederationFileError(`${where}: invalid YAML at line ${position?.line ?? '?'}, column ${position?.col ?? '?'}: ${message}`);
+    }
     const value: unknown = document.toJS({ maxAliasCount: 100 });
     if (value === null || value === undefined) continue;
-    const kind = typeof value === 'object' && 'kind' in value ? String(value.kind) : '(none)';
+    const kind = typeof value === 'object' && 'kind' in value ? String(value.kind) : 'no kind';
     const parsed = documentSchema.safeParse(value);
     if (!parsed.success) {
       const name = typeof value === 'object' && 'metadata' in value && typeof value.metadata === 'object' && value.metadata && 'name' in value.metadata ? ` ${String(value.metadata.name)}` : '';
@@ -100,6 +111,7 @@ export function parseFederationFile(text: string, sourceName = 'federation file'
       if (result.name !== undefined) throw new FederationFileError(`${where}: only one Federation document is allowed`);
       result.name = doc.metadata.name;
       if (doc.spec.trustDomain) result.trustDomain = doc.spec.trustDomain;
+      defaultLocality = doc.spec.defaultLocality;
       continue;
     }
     if (seen.has(doc.metadata.name)) throw new FederationFileError(`${where} (Cluster ${doc.metadata.name}): metadata.name: cluster ${doc.metadata.name} is defined twice`);
@@ -112,6 +124,11 @@ export function parseFederationFile(text: string, sourceName = 'federation file'
       ...(context ? { context } : {}),
       ...(services ? { services } : kubeconfigFile ? {} : { services: [] }),
     });
+  }
+  // the Federation's default locality fills in clusters that name none, wherever the Federation document stands
+  for (const cluster of result.clusters) {
+    if (cluster.region === '' && defaultLocality?.region) cluster.region = defaultLocality.region;
+    if (cluster.zone === '' && defaultLocality?.zone && cluster.region === (defaultLocality.region ?? cluster.region)) cluster.zone = defaultLocality.zone;
   }
   return result;
 }

@@ -40,6 +40,8 @@ export interface ClusterStatus {
   services: number;
   endpoints: number;
   watchRestarts: number;
+  /** watch events received since registration, and their rate over the last ten seconds */
+  events: number;
   eventsPerSecond: number;
 }
 
@@ -76,6 +78,7 @@ class ClusterEntry {
   discovered: readonly Gateway[] = [];
   graceTimer: NodeJS.Timeout | undefined;
   watchRestarts = 0;
+  events = 0;
   readonly rate = new RateMeter();
   /** bumped on removal, so late callbacks from a stopped source are ignored */
   alive = true;
@@ -243,6 +246,7 @@ export class Registry {
         this.metrics.watchRestarted(name);
       }),
       eventsReceived: guard('an event count', (count: number) => {
+        entry.events += count;
         entry.rate.add(count);
         this.metrics.events(name, count);
       }),
@@ -368,6 +372,7 @@ export class Registry {
       services: entry.services.size,
       endpoints,
       watchRestarts: entry.watchRestarts,
+      events: entry.events,
       eventsPerSecond: entry.rate.perSecond(),
     };
   }

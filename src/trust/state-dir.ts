@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { writeFileAtomic } from '../store/atomic.js';
 
 /** The environment variable that holds the passphrase for keys encrypted at rest. */
 export const PASSPHRASE_ENV = 'MESHFED_CA_PASSPHRASE';
@@ -12,26 +13,6 @@ const ENCRYPTED_LABEL = 'MESHFED ENCRYPTED PRIVATE KEY';
 const SCRYPT = { N: 32768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 
 export class StateError extends Error {}
-
-/** Writes a file the way key material must be written: 0600, temp file, fsync, rename, fsync the directory. */
-export function writeFileAtomic(path: string, data: Buffer | string, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(temp, 'wx', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-  const dirFd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
-}
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 

@@ -1,13 +1,18 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts')];
 const work = mkdtempSync(join(tmpdir(), 'meshfed-serve-'));
+const children = new Set<ChildProcessByStdio<null, Readable, Readable>>();
 
 afterAll(() => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -19,45 +24,169 @@ async function waitFor(condition: () => boolean, limitMs: number): Promise<void>
   }
 }
 
-describe('meshfed serve --demo (what npm start runs)', () => {
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MESHFED_')));
+  return { ...env, ...extra };
+}
+
+interface Serve {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  stdout: string;
+  stderr: () => string;
+  /** the API URL from the summary */
+  api: string;
+  stop: () => Promise<number | null>;
+}
+
+/** Starts `meshfed serve` and resolves once its summary is printed. */
+async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serve> {
+  const child = spawn(process.execPath, [...CLI, 'serve', ...args], { cwd: work, env: cleanEnv({ MESHFED_LOG_LEVEL: 'info', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  await new Promise<void>((done, fail) => {
+    const timer = setTimeout(() => {
+      fail(new Error(`serve did not print its summary within 60 s: ${stderr}`));
+    }, 60_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (stdout.includes('Ctrl-C stops')) {
+        clearTimeout(timer);
+        done();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`serve exited early with ${String(code)}: ${stderr}`));
+    });
+  });
+  const exited = new Promise<number | null>((done) => child.once('exit', done));
+  return {
+    child,
+    stdout,
+    stderr: () => stderr,
+    api: /API {12}(http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1] ?? '',
+    stop: async () => {
+      child.kill('SIGINT');
+      return exited;
+    },
+  };
+}
+
+/** What npm start runs, with free ports. */
+const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'];
+
+describe('meshfed serve --demo --config federation/demo.yaml (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts'), 'serve', '--demo', '--state-dir', join(work, 'demo'), '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'], {
-      cwd: work,
-      env: { ...process.env, MESHFED_LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const ready = new Promise<void>((done, fail) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString();
-        if (stdout.includes('Ctrl-C stops')) done();
-      });
-      child.once('exit', (code) => {
-        fail(new Error(`serve exited early with ${String(code)}: ${stderr}`));
-      });
-    });
-    await ready;
+    const run = await startServe(demoArgs(join(work, 'demo')));
+    const { stdout } = run;
     expect(stdout).toContain('trust domain   meshfed.local');
     expect(stdout).toMatch(/intermediates {2}east-1 .*east-2 .*west-1 /);
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
     expect(stdout).toContain('not built yet');
-    expect(stdout + stderr).not.toContain('PRIVATE KEY');
+    expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 
     // a rotation started from another shell reaches the running server: it reloads the state dir and renews its own certificate
-    const rotate = spawnSync(process.execPath, [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts'), 'ca', 'rotate', 'start', '--state-dir', join(work, 'demo')], { encoding: 'utf8' });
+    const rotate = spawnSync(process.execPath, [...CLI, 'ca', 'rotate', 'start', '--state-dir', join(work, 'demo')], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     expect(rotate.status).toBe(0);
-    await waitFor(() => stderr.includes('CA service certificate renewed'), 20_000);
-    expect(stderr).toContain('picked up changes to the state dir');
-    const renewedLine = stderr.split('\n').find((line) => line.includes('CA service certificate renewed')) ?? '';
+    await waitFor(() => run.stderr().includes('CA service certificate renewed'), 20_000);
+    expect(run.stderr()).toContain('picked up changes to the state dir');
+    const renewedLine = run.stderr().split('\n').find((line) => line.includes('CA service certificate renewed')) ?? '';
     expect((JSON.parse(renewedLine) as { bundleSequence: number }).bundleSequence).toBe(2);
-    const exited = new Promise<number | null>((done) => child.once('exit', (code) => {
-      done(code);
-    }));
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
+    expect(await run.stop()).toBe(0);
+  });
+
+  it('serves the demo clusters through the registry and the API, shows them in the summary, and keeps the API token secret after the first start', async () => {
+    const stateDir = join(work, 'registry');
+    const run = await startServe(demoArgs(stateDir));
+    const { stdout } = run;
+    // the summary: every cluster with network, locality, state, services, endpoints and gateway, and an honest note
+    expect(stdout).toMatch(/clusters {7}3 in 2 networks \(federation demo from .*demo\.yaml\)/);
+    expect(stdout).toMatch(/east-1 +net-east +us-east\/us-east-1a +static \(file\) +ready +3 +4 +127\.0\.0\.1:15443/);
+    expect(stdout).toMatch(/east-2 +net-east +us-east\/us-east-1b +static \(file\) +ready +3 +4 +127\.0\.0\.1:15444/);
+    expect(stdout).toMatch(/west-1 +net-west +us-west\/us-west-1a +static \(file\) +ready +3 +4 +127\.0\.0\.1:15445/);
+    expect(stdout).toContain("registry's data, not running workloads");
+    expect(stdout).toContain('embedded');
+    expect(stdout).toContain('(issue 7)');
+    expect(run.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(stdout).toContain(`npx meshfed cluster list --server ${run.api}`);
+
+    // the token: printed once, with where it is stored, 0600, never logged
+    const tokenFile = join(stateDir, 'api-token');
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    expect(stdout).toContain(`API token      ${token}`);
+    expect(stdout).toContain(`generated now and stored in ${tokenFile} (0600)`);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(run.stderr()).not.toContain(token);
+
+    // the API: open health endpoints, the clusters behind the token
+    expect((await fetch(`${run.api}/healthz`)).status).toBe(200);
+    expect((await fetch(`${run.api}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${run.api}/metrics`)).text();
+    expect(metrics).toContain('meshfed_cluster_state{cluster="east-1",state="ready"} 1');
+    expect(metrics).toContain('process_cpu_user_seconds_total');
+    expect((await fetch(`${run.api}/api/v1/clusters`)).status).toBe(401);
+    const list = (await (await fetch(`${run.api}/api/v1/clusters`, { headers: { authorization: `Bearer ${token}` } })).json()) as { clusters: { name: string; state: string; endpoints: number }[] };
+    expect(list.clusters.map((c) => [c.name, c.state, c.endpoints])).toEqual([
+      ['east-1', 'ready', 4],
+      ['east-2', 'ready', 4],
+      ['west-1', 'ready', 4],
+    ]);
+    expect(await run.stop()).toBe(0);
+
+    // second start: the same token, not shown again
+    const again = await startServe(demoArgs(stateDir));
+    expect(again.stdout).not.toContain(token);
+    expect(again.stdout).toContain(`API token      in ${tokenFile}`);
+    expect(readFileSync(tokenFile, 'utf8').trim()).toBe(token);
+    expect((await fetch(`${again.api}/api/v1/clusters`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect(again.stderr()).not.toContain(token);
+    expect(await again.stop()).toBe(0);
+
+    // MESHFED_API_TOKEN wins over the stored token, and is never printed
+    const envToken = 'operator-chosen-token-0123456789';
+    const fromEnv = await startServe(demoArgs(stateDir), { MESHFED_API_TOKEN: envToken });
+    expect(fromEnv.stdout).toContain('API token      from MESHFED_API_TOKEN');
+    expect(fromEnv.stdout + fromEnv.stderr()).not.toContain(envToken);
+    expect((await fetch(`${fromEnv.api}/api/v1/clusters`, { headers: { authorization: `Bearer ${envToken}` } })).status).toBe(200);
+    expect((await fetch(`${fromEnv.api}/api/v1/clusters`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    expect(await fromEnv.stop()).toBe(0);
+  });
+
+  it('refuses to start on a bad federation file or a damaged registrations file, saying which and where', () => {
+    const bad = join(work, 'bad.yaml');
+    writeFileSync(bad, 'apiVersion: meshfed.io/v1alpha1\nkind: Cluster\nmetadata: { name: a }\nspec: { network: n1, gateways: [{ address: 192.0.2.1, port: 0 }] }\n');
+    const run = spawnSync(process.execPath, [...CLI, 'serve', '--config', bad, '--state-dir', join(work, 'bad-state'), '--trust-domain', 'bad.test', '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`${bad}, document 1 (Cluster a): spec.gateways[0].port: must be 1-65535`);
+
+    const stateDir = join(work, 'damaged-state');
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(join(stateDir, 'clusters.json'), '{"registrations": [');
+    const damaged = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'bad.test', '--cluster', 'c1', '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    expect(damaged.status).toBe(1);
+    expect(damaged.stderr).toContain(`${join(stateDir, 'clusters.json')} is damaged: not valid JSON`);
+    expect(readFileSync(join(stateDir, 'clusters.json'), 'utf8')).toBe('{"registrations": [');
+    // refused before anything was created: no CA, no token
+    expect(readdirSync(stateDir)).toEqual(['clusters.json']);
+    expect(existsSync(join(work, 'bad-state'))).toBe(false);
+  });
+
+  it('exits 1 naming the address when the API port is taken, and keeps no token it never showed', async () => {
+    const blocker = createServer();
+    await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const stateDir = join(work, 'port-taken');
+      const run = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'port.test', '--cluster', 'c1', '--api', `127.0.0.1:${port}`, '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(`the API cannot listen on 127.0.0.1:${port}: the address is in use`);
+      expect(existsSync(join(stateDir, 'api-token'))).toBe(false);
+    } finally {
+      blocker.close();
+    }
   });
 });

@@ -1,0 +1,137 @@
+import type { Registry as PromRegistry } from 'prom-client';
+import { FederationFileError } from '../model/federation-file.js';
+import type { Logger } from '../logging.js';
+import { loadSafeKubeconfig } from '../registry/kube/kubeconfig.js';
+import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
+import { Registry } from '../registry/registry.js';
+import { createSource } from '../registry/sources.js';
+import type { LoadedFederation } from '../store/federation.js';
+import { ensureStateDir, RegistrationStore } from '../store/registrations.js';
+import { createApiServer, type ApiServer, type RunningApi } from './server.js';
+
+export interface ManagerOptions {
+  stateDir: string;
+  /** the API's bearer token */
+  token: string;
+  logger: Logger;
+  /** where the API listens */
+  api: { host: string; port: number };
+  /** the federation file, loaded (see loadFederationFile) */
+  federation?: LoadedFederation;
+  graceMs?: number;
+  debounceMs?: number;
+  maxDelayMs?: number;
+  allowExec?: boolean;
+  allowFiles?: boolean;
+  /** options for every Kubernetes source */
+  kube?: KubeSourceOptions;
+  /** the prom-client registry for the registry's metrics, served on /metrics */
+  metrics?: PromRegistry;
+  /** the state dir's registrations, if the caller opened them already (default: opened here) */
+  store?: RegistrationStore;
+}
+
+export interface Manager {
+  readonly registry: Registry;
+  readonly store: RegistrationStore;
+  readonly server: ApiServer;
+  readonly api: RunningApi;
+  /** clusters defined by the federation file */
+  readonly fileClusters: ReadonlySet<string>;
+  /** registrations the federation file overrides in this run */
+  readonly shadowed: readonly string[];
+  close(): Promise<void>;
+}
+
+/** The first line: YAML errors quote their input after it, and kubeconfigs hold credentials. */
+const firstLine = (error: unknown): string => (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+
+/**
+ * Checks every kubeconfig of the federation file as a registered one is checked: an unsafe or broken one is a
+ * configuration error (a FederationFileError naming the file, the cluster and the kubeconfig), not a cluster
+ * that quietly never syncs.
+ */
+export function checkFederationKubeconfigs(federation: LoadedFederation, safety: { allowExec: boolean; allowFiles: boolean }): void {
+  for (const { cluster, kubeconfigPath } of federation.clusters) {
+    if (cluster.source.type !== 'kubernetes') continue;
+    try {
+      loadSafeKubeconfig(cluster.source.kubeconfig, { ...(cluster.source.context ? { context: cluster.source.context } : {}), ...safety });
+    } catch (error) {
+      throw new FederationFileError(`${federation.path} (Cluster ${cluster.name}): spec.kubeconfigFile ${kubeconfigPath ?? ''}: ${firstLine(error)}`);
+    }
+  }
+}
+
+/** The registrations of a state dir (created 0700 if missing); a damaged file is a RegistrationStoreError. */
+export function openRegistrations(stateDir: string): RegistrationStore {
+  ensureStateDir(stateDir);
+  return RegistrationStore.open(stateDir);
+}
+
+/**
+ * The cluster-registry half of `meshfed serve`: the registration store of the state dir, the
+ * registry with the federation file's clusters and the persisted registrations, and the REST API.
+ * /readyz turns ready once both are loaded. A name in both the file and the registrations: the
+ * file wins for this run (logged).
+ */
+export async function startManager(options: ManagerOptions): Promise<Manager> {
+  const { logger } = options;
+  const safety = { allowExec: options.allowExec ?? false, allowFiles: options.allowFiles ?? false };
+  const fileClusters = options.federation?.clusters ?? [];
+  if (options.federation) checkFederationKubeconfigs(options.federation, safety);
+  const store = options.store ?? openRegistrations(options.stateDir);
+  const registry = new Registry({
+    logger,
+    ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
+    ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+    ...(options.maxDelayMs !== undefined ? { maxDelayMs: options.maxDelayMs } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+  });
+  const kube: KubeSourceOptions = { ...options.kube, ...safety };
+  const fileNames = new Set(fileClusters.map((c) => c.cluster.name));
+  const server = createApiServer({
+    registry,
+    store,
+    token: options.token,
+    logger,
+    ...safety,
+    kube,
+    fileClusters: fileNames,
+    ...(options.federation ? { fileName: options.federation.path } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+  });
+  // the API comes up first, so /healthz answers and /readyz says 503 while the clusters load
+  let api: RunningApi;
+  try {
+    api = await server.startApi(options.api);
+  } catch (error) {
+    await registry.close();
+    throw error;
+  }
+  for (const { cluster, services } of fileClusters) registry.add(cluster, createSource(cluster, services, { logger, kube }));
+  const shadowed: string[] = [];
+  for (const { cluster } of store.list()) {
+    if (fileNames.has(cluster.name)) {
+      shadowed.push(cluster.name);
+      logger.warn({ cluster: cluster.name, file: options.federation?.path }, 'cluster is both registered and in the federation file: the file wins for this run');
+      continue;
+    }
+    registry.add(cluster, createSource(cluster, undefined, { logger, kube }));
+  }
+  server.markReady();
+  logger.info({ fromFile: fileNames.size, registered: store.list().length - shadowed.length }, 'clusters loaded');
+
+  return {
+    registry,
+    store,
+    server,
+    api,
+    fileClusters: fileNames,
+    shadowed,
+    async close() {
+      server.markNotReady();
+      await api.close();
+      await registry.close();
+    },
+  };
+}

@@ -1,0 +1,208 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import express, { Router, type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import type { Registry as PromRegistry } from 'prom-client';
+import type { Logger } from '../logging.js';
+import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
+import type { Registry } from '../registry/registry.js';
+import type { RegistrationStore } from '../store/registrations.js';
+import { bearerAuth } from './auth.js';
+import { clustersRouter } from './clusters.js';
+import { ApiError, sendError } from './errors.js';
+
+export const DEFAULT_BODY_LIMIT_BYTES = 512 * 1024;
+
+export interface ApiServerOptions {
+  registry: Registry;
+  store: RegistrationStore;
+  /** the bearer token for /api/v1 */
+  token: string;
+  logger: Logger;
+  /** let registered kubeconfigs use exec/auth-provider plugins (off: Istio's remote-secret exfiltration fix) */
+  allowExec?: boolean;
+  /** let registered kubeconfigs name files on the manager's filesystem (off) */
+  allowFiles?: boolean;
+  /** options for the Kubernetes sources of clusters registered through the API */
+  kube?: KubeSourceOptions;
+  /** clusters the federation file defines: they cannot be registered or removed through the API */
+  fileClusters?: Iterable<string>;
+  /** the federation file's path, for messages */
+  fileName?: string;
+  /** served on /metrics; default: the registry's own prom-client registry */
+  metrics?: PromRegistry;
+  /** default 512 KiB */
+  bodyLimitBytes?: number;
+}
+
+export interface RunningApi {
+  readonly host: string;
+  readonly port: number;
+  /** http://HOST:PORT */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface ApiServer {
+  readonly app: Express;
+  /** whether /readyz says ready */
+  readonly ready: boolean;
+  /** /readyz answers 200 from now on (call it once the initial configuration is loaded) */
+  markReady(): void;
+  /** /readyz answers 503 again (shutting down) */
+  markNotReady(): void;
+  /** listens on HOST:PORT (port 0: any free port) */
+  startApi(listen: { host: string; port: number }): Promise<RunningApi>;
+}
+
+const noStore: RequestHandler = (_req, res, next) => {
+  res.set('Cache-Control', 'no-store');
+  next();
+};
+
+/** body-parser's errors carry the raw body (`err.body`), which may hold credentials: only the status and type are used. */
+function toApiError(error: unknown, limit: number): ApiError {
+  if (error instanceof ApiError) return error;
+  const { status, type } = (typeof error === 'object' && error !== null ? error : {}) as { status?: unknown; type?: unknown };
+  switch (type) {
+    case 'entity.too.large':
+      return new ApiError(413, 'too_large', `the request body is larger than ${Math.round(limit / 1024)} KiB`);
+    case 'entity.parse.failed':
+      return new ApiError(400, 'invalid', 'the request body is not valid JSON (a JSON object is expected)');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new ApiError(415, 'unsupported_media_type', 'send the request body as UTF-8 JSON without content encoding');
+    case 'request.aborted':
+    case 'request.size.invalid':
+      return new ApiError(400, 'invalid', 'the request body was incomplete');
+    default:
+      if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError(status, 'invalid', 'the request could not be read');
+      return new ApiError(500, 'internal', 'internal error (see the manager log)');
+  }
+}
+
+/**
+ * The REST API: /healthz, /readyz and /metrics are open; /api/v1 needs the bearer token.
+ * Every answer is JSON (metrics aside); errors are `{ error: { code, message, field? } }` and never
+ * carry a stack trace, a kubeconfig or a token.
+ */
+export function createApiServer(options: ApiServerOptions): ApiServer {
+  const { registry, logger } = options;
+  const limit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const metrics = options.metrics ?? registry.metrics.registry;
+  let ready = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('json spaces', 2);
+  app.use((_req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff');
+    next();
+  });
+
+  app.get('/healthz', noStore, (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', noStore, (_req, res) => {
+    if (ready) res.json({ status: 'ready' });
+    else res.status(503).json({ status: 'starting', error: { code: 'unavailable', message: 'the manager is loading its configuration' } });
+  });
+  app.get('/metrics', noStore, async (_req, res) => {
+    const text = await metrics.metrics();
+    res.set('Content-Type', metrics.contentType).send(text);
+  });
+
+  const v1 = Router();
+  v1.use(noStore, bearerAuth(options.token));
+  v1.use(
+    clustersRouter({
+      registry,
+      store: options.store,
+      logger,
+      fileClusters: new Set(options.fileClusters ?? []),
+      ...(options.fileName !== undefined ? { fileName: options.fileName } : {}),
+      allowExec: options.allowExec ?? false,
+      allowFiles: options.allowFiles ?? false,
+      kube: { ...options.kube, allowExec: options.allowExec ?? false, allowFiles: options.allowFiles ?? false },
+      bodyLimitBytes: limit,
+    }),
+  );
+  v1.use((req, res) => {
+    sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));
+  });
+  app.use('/api/v1', v1);
+
+  app.use((req, res) => {
+    sendError(res, new ApiError(404, 'not_found', `no such path: ${req.method} ${req.path.slice(0, 200)}`));
+  });
+
+  const onError: ErrorRequestHandler = (error: unknown, req, res, next) => {
+    const apiError = toApiError(error, limit);
+    if (apiError.status >= 500) logger.error({ method: req.method, path: req.path, err: { message: error instanceof Error ? error.message.split('\n')[0] : 'unknown' } }, 'API request failed');
+    else logger.debug({ method: req.method, path: req.path, status: apiError.status, code: apiError.code, ...(apiError.field ? { field: apiError.field } : {}) }, 'API request refused');
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    sendError(res, apiError);
+  };
+  app.use(onError);
+
+  return {
+    app,
+    get ready() {
+      return ready;
+    },
+    markReady() {
+      ready = true;
+    },
+    markNotReady() {
+      ready = false;
+    },
+    async startApi(listen) {
+      const server: Server = createServer(app);
+      // bounded waits for slow or stalled clients
+      server.headersTimeout = 20_000;
+      server.requestTimeout = 60_000;
+      server.keepAliveTimeout = 5_000;
+      const sockets = new Set<Socket>();
+      server.on('connection', (socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      });
+      await new Promise<void>((done, fail) => {
+        const onListenError = (error: NodeJS.ErrnoException): void => {
+          fail(new Error(`the API cannot listen on ${listen.host}:${listen.port}: ${error.code === 'EADDRINUSE' ? 'the address is in use (give --api HOST:PORT)' : (error.code ?? error.message)}`));
+        };
+        server.once('error', onListenError);
+        server.listen(listen.port, listen.host, () => {
+          server.off('error', onListenError);
+          done();
+        });
+      });
+      server.on('error', (error) => {
+        logger.error({ err: { message: error.message } }, 'API server error');
+      });
+      const port = (server.address() as AddressInfo).port;
+      const host = listen.host;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      logger.info({ url }, 'API listening');
+      return {
+        host,
+        port,
+        url,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => {
+              done();
+            });
+            server.closeIdleConnections();
+            // in-flight requests get a moment, then their connections go
+            setTimeout(() => {
+              for (const socket of sockets) socket.destroy();
+            }, 1_000).unref();
+          }),
+      };
+    },
+  };
+}

@@ -7,6 +7,8 @@
  *               at once; the rate is events until the registry has folded every one of them
  *               into its state and published the snapshot that shows the last one.
  *   ceiling     JSON.parse of the very same watch lines: the least any consumer must do.
+ *   client-node the same churn consumed by bare @kubernetes/client-node informers with no-op
+ *               handlers (run after meshfed's registry stopped): what the library alone delivers.
  *   first list  a cluster's initial list (services, slices, pods, nodes) folded into a snapshot.
  *   re-list     every slice changed while the watches were cut and history compacted: 410 Gone,
  *               re-list of everything, resync, new snapshot.
@@ -15,6 +17,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { DiscoveryV1Api, KubeConfig, makeInformer } from '@kubernetes/client-node';
 import { clusterSchema } from '../../src/model/cluster.js';
 import { KubeSource } from '../../src/registry/kube/kube-source.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -80,6 +83,36 @@ function readyEndpointCount(registry: Registry, cluster: string): number {
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
+/** The same churn, consumed by client-node's own informers for EndpointSlices with handlers that do nothing. */
+async function bareInformerRates(host: ChildProcess, kubeconfigs: Record<string, string>): Promise<number[]> {
+  let seen = 0;
+  const informers = CLUSTERS.map((name) => {
+    const kc = new KubeConfig();
+    kc.loadFromString(kubeconfigs[name] ?? '');
+    const api = kc.makeApiClient(DiscoveryV1Api);
+    const informer = makeInformer(kc, '/apis/discovery.k8s.io/v1/endpointslices', () => api.listEndpointSliceForAllNamespaces());
+    informer.on('update', () => {
+      seen++;
+    });
+    return informer;
+  });
+  const rates: number[] = [];
+  try {
+    await Promise.all(informers.map((informer) => informer.start()));
+    for (let round = 0; round < ROUNDS; round++) {
+      await request(host, { op: 'churn', events: CHURN_EVENTS }, 'churned');
+      const target = seen + CHURN_EVENTS * CLUSTERS.length;
+      const t0 = performance.now();
+      await request(host, { op: 'release' }, 'released');
+      await until(() => seen >= target, 'client-node informers to see the churn');
+      rates.push((CHURN_EVENTS * CLUSTERS.length) / ((performance.now() - t0) / 1000));
+    }
+  } finally {
+    await Promise.all(informers.map((informer) => informer.stop()));
+  }
+  return rates;
+}
+
 export async function run(): Promise<void> {
   const host = fork(new URL('./kube-fixture-host.ts', import.meta.url), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const registry = new Registry({ debounceMs: 100, maxDelayMs: 1000 });
@@ -107,14 +140,17 @@ export async function run(): Promise<void> {
     // ---- churn ----
     const rates: number[] = [];
     const ceilings: number[] = [];
+    const utilisation: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const churned = await request(host, { op: 'churn', events: CHURN_EVENTS }, 'churned');
       if (churned.op !== 'churned') throw new Error('unexpected answer');
       const target = eventsProcessed(registry) + CHURN_EVENTS * CLUSTERS.length;
       const version = registry.snapshot().version;
       const t0 = performance.now();
+      const elu0 = performance.eventLoopUtilization();
       await request(host, { op: 'release' }, 'released');
       await until(() => eventsProcessed(registry) >= target, 'churn events to be processed');
+      utilisation.push(performance.eventLoopUtilization(elu0).utilization);
       registry.flush();
       const seconds = (performance.now() - t0) / 1000;
       if (registry.snapshot().version === version) throw new Error(`churn produced no new snapshot (events ${eventsProcessed(registry)} of ${target}, ready endpoints ${CLUSTERS.map((c) => readyEndpointCount(registry, c)).join('/')})`);
@@ -138,7 +174,7 @@ export async function run(): Promise<void> {
       await request(host, { op: 'relist', cluster: name }, 'relisting');
       const t0 = performance.now();
       await request(host, { op: 'release' }, 'released');
-      const expected = SERVICES * (ENDPOINTS - 1);
+      const expected = SERVICES * (ENDPOINTS - 2);
       await until(() => {
         registry.flush();
         return readyEndpointCount(registry, name) === expected;
@@ -146,11 +182,17 @@ export async function run(): Promise<void> {
       relistMs.push(performance.now() - t0);
     }
 
+    await registry.close();
+    const bare = await bareInformerRates(host, started.kubeconfigs);
+
     const rate = median(rates);
     const ceiling = median(ceilings);
     console.log('');
     console.log(`churn: ${fmt(rate)} events/s processed (rounds ${rates.map(fmt).join(' / ')})`);
+    console.log(`meshfed's event loop was busy ${utilisation.map((u) => `${(u * 100).toFixed(0)}%`).join(' / ')} of the churn window (the rest it waited for data)`);
     console.log(`ceiling: ${fmt(ceiling)} watch lines/s JSON.parse alone (rounds ${ceilings.map(fmt).join(' / ')})`);
+    console.log(`client-node informers alone (no-op handlers): ${fmt(median(bare))} events/s (rounds ${bare.map(fmt).join(' / ')}) = ${((100 * median(bare)) / ceiling).toFixed(1)}% of the ceiling`);
+    console.log(`meshfed = ${((100 * rate) / median(bare)).toFixed(1)}% of what client-node alone delivers`);
     console.log(`events processed = ${((100 * rate) / ceiling).toFixed(1)}% of the JSON.parse ceiling (target >= ${TARGET_RATIO * 100}%: ${rate / ceiling >= TARGET_RATIO ? 'met' : 'NOT met'})`);
     console.log(`first list of ${fmt(SERVICES * ENDPOINTS)} endpoints to snapshot: ${listMs.map((ms) => `${fmt(ms)} ms`).join(' / ')}`);
     console.log(`full re-list (410) of ${fmt(SERVICES * ENDPOINTS)} endpoints folded into a new snapshot: ${relistMs.map((ms) => `${fmt(ms)} ms`).join(' / ')} (target < ${RELIST_TARGET_MS} ms: ${Math.max(...relistMs) < RELIST_TARGET_MS ? 'met' : 'NOT met'})`);

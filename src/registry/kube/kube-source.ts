@@ -30,7 +30,7 @@ import type { Cluster, Gateway } from '../../model/cluster.js';
 import { SILENT_LOGGER, type Logger } from '../../logging.js';
 import type { ClusterSource, ServiceView, SourceEvents } from '../source.js';
 import { loadSafeKubeconfig, serverOf } from './kubeconfig.js';
-import { deepEqual, deepFreeze, discoverGateways, LABEL_NETWORK, serviceKeyOf, sliceServiceKey, translateServiceView, type ClusterContext, type ObjectLookup, type Skipped } from './translate.js';
+import { deepEqual, deepFreeze, discoverGateways, LABEL_NETWORK, serviceKeyOf, settleView, sliceServiceKey, translateServiceView, type ClusterContext, type ObjectLookup, type Skipped } from './translate.js';
 
 export interface KubeSourceOptions {
   logger?: Logger;
@@ -755,8 +755,7 @@ export class KubeSource implements ClusterSource {
       this.#views.delete(key);
       return undefined;
     }
-    if (previous && deepEqual(previous.service, result.view.service) && deepEqual(previous.endpoints, result.view.endpoints)) return previous;
-    const view = deepFreeze(result.view);
+    const view = settleView(previous, result.view);
     this.#views.set(key, view);
     return view;
   }

@@ -53,8 +53,46 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
 const NETWORK = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/i;
 
-/** The labels of an object's metadata; keys or values Kubernetes would not allow are dropped. */
-export function labelsOf(object: unknown): Record<string, string> {
+// Objects from the API server are replaced on every change, never mutated, so whatever is derived from one
+// object alone is computed once per object: under endpoint churn only the slice that changed is read anew.
+const labelsMemo = new WeakMap<object, Readonly<Record<string, string>>>();
+const podMemo = new WeakMap<object, PodInfo>();
+/** One frozen object per distinct value, so that equal localities and port lists compare by reference. */
+class Interner<T> {
+  readonly #values = new Map<string, T>();
+  constructor(readonly limit: number) {}
+
+  intern(key: string, make: () => T): T {
+    const found = this.#values.get(key);
+    if (found !== undefined) return found;
+    if (this.#values.size >= this.limit) this.#values.clear();
+    const value = make();
+    this.#values.set(key, value);
+    return value;
+  }
+}
+const localities = new Interner<Locality>(10_000);
+const portLists = new Interner<EndpointPort[]>(10_000);
+
+/** Freezes in place and keeps the (mutable) model type: the model's types are plain, its values are frozen. */
+function frozen<T extends object>(value: T): T {
+  Object.freeze(value);
+  return value;
+}
+
+/** The labels of an object's metadata, frozen; keys or values Kubernetes would not allow are dropped. */
+export function labelsOf(object: unknown): Readonly<Record<string, string>> {
+  if (isObj(object)) {
+    const known = labelsMemo.get(object);
+    if (known) return known;
+    const labels = Object.freeze(readLabels(object));
+    labelsMemo.set(object, labels);
+    return labels;
+  }
+  return Object.freeze({});
+}
+
+function readLabels(object: unknown): Record<string, string> {
   const raw = obj(obj(obj(object)['metadata'])['labels']);
   const labels: Record<string, string> = {};
   for (const key of Object.keys(raw)) {
@@ -192,7 +230,7 @@ export function translateEndpoints(slices: readonly unknown[], cluster: ClusterC
       continue;
     }
     const { namespace } = nameOf(slice);
-    const ports: EndpointPort[] = [];
+    const parsed: EndpointPort[] = [];
     for (const [index, raw] of arr(slice['ports']).entries()) {
       const p = obj(raw);
       const number = port(p['port']);
@@ -202,8 +240,9 @@ export function translateEndpoints(slices: readonly unknown[], cluster: ClusterC
         skipped.push({ object: `${what} ports[${index}]`, reason: number === undefined ? 'port is not a number 1-65535' : proto === undefined ? 'protocol is not TCP, UDP or SCTP' : 'name is too long' });
         continue;
       }
-      ports.push({ name: portName, port: number, protocol: proto });
+      parsed.push({ name: portName, port: number, protocol: proto });
     }
+    const ports = portLists.intern(JSON.stringify(parsed), () => frozen(parsed.map((p) => frozen(p))));
     for (const [index, raw] of arr(slice['endpoints']).entries()) {
       const e = obj(raw);
       const address = str(arr(e['addresses'])[0]);
@@ -233,33 +272,60 @@ function endpointOf(e: Obj, address: string, ports: EndpointPort[], sliceNamespa
       if (isObj(found)) pod = found;
     }
   }
-  const podSpec = obj(pod?.['spec']);
-  const nodeName = str(e['nodeName']) ?? str(podSpec['nodeName']);
-  let nodeLabels: Record<string, string> = {};
+  const info = pod ? podInfo(pod) : NO_POD;
+  const nodeName = str(e['nodeName']) ?? info.nodeName;
+  let nodeLabels: Readonly<Record<string, string>> = NO_LABELS;
   if (nodeName) {
     nodes.add(nodeName);
     const node = lookup.node(nodeName);
     if (node !== undefined) nodeLabels = labelsOf(node);
   }
-  const locality: Locality = {
-    region: nodeLabels[LABEL_REGION] ?? cluster.region,
-    zone: nodeLabels[LABEL_ZONE] ?? str(e['zone']) ?? cluster.zone,
-    subzone: nodeLabels[LABEL_SUBZONE] ?? '',
-  };
-  const labels = pod ? labelsOf(pod) : {};
-  const serviceAccount = str(podSpec['serviceAccountName']) ?? str(podSpec['serviceAccount']) ?? 'default';
+  const region = nodeLabels[LABEL_REGION] ?? cluster.region;
+  const zone = nodeLabels[LABEL_ZONE] ?? str(e['zone']) ?? cluster.zone;
+  const subzone = nodeLabels[LABEL_SUBZONE] ?? '';
+  const locality = localities.intern(`${region}\u0000${zone}\u0000${subzone}`, () => Object.freeze({ region, zone, subzone }));
   const endpoint: Endpoint = {
     address,
     ports,
     locality,
-    serviceAccount: serviceAccount.length > 0 && serviceAccount.length <= 253 ? serviceAccount : 'default',
-    labels,
-    tlsMode: labels[LABEL_TLS_MODE] === 'istio' ? 'mtls' : 'plaintext',
+    serviceAccount: info.serviceAccount,
+    labels: info.labels,
+    tlsMode: info.tlsMode,
     health: healthOf(e['conditions']),
   };
+  if (info.network !== undefined) endpoint.network = info.network;
+  return frozen(endpoint);
+}
+
+/** What an endpoint takes from its pod. */
+interface PodInfo {
+  labels: Readonly<Record<string, string>>;
+  serviceAccount: string;
+  tlsMode: Endpoint['tlsMode'];
+  network?: string;
+  nodeName?: string;
+}
+
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_POD: PodInfo = Object.freeze({ labels: NO_LABELS, serviceAccount: 'default', tlsMode: 'plaintext' });
+
+function podInfo(pod: Obj): PodInfo {
+  const known = podMemo.get(pod);
+  if (known) return known;
+  const spec = obj(pod['spec']);
+  const labels = labelsOf(pod);
+  const account = str(spec['serviceAccountName']) ?? str(spec['serviceAccount']) ?? 'default';
   const network = labels[LABEL_NETWORK];
-  if (network !== undefined && NETWORK.test(network)) endpoint.network = network;
-  return endpoint;
+  const nodeName = str(spec['nodeName']);
+  const info: PodInfo = Object.freeze({
+    labels,
+    serviceAccount: account.length > 0 && account.length <= 253 ? account : 'default',
+    tlsMode: labels[LABEL_TLS_MODE] === 'istio' ? 'mtls' : 'plaintext',
+    ...(network !== undefined && NETWORK.test(network) ? { network } : {}),
+    ...(nodeName ? { nodeName } : {}),
+  });
+  podMemo.set(pod, info);
+  return info;
 }
 
 // ---- gateways ----------------------------------------------------------------------------------
@@ -332,6 +398,37 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return (
+    a.address === b.address &&
+    a.health === b.health &&
+    a.serviceAccount === b.serviceAccount &&
+    a.tlsMode === b.tlsMode &&
+    a.network === b.network &&
+    (a.ports === b.ports || deepEqual(a.ports, b.ports)) &&
+    (a.locality === b.locality || deepEqual(a.locality, b.locality)) &&
+    (a.labels === b.labels || deepEqual(a.labels, b.labels))
+  );
+}
+
+/**
+ * The frozen view for `next`, made of `previous`'s objects wherever they are unchanged, or `previous`
+ * itself when nothing changed: consumers can tell what changed by reference.
+ */
+export function settleView(previous: ServiceView | undefined, next: { service: Service; endpoints: readonly Endpoint[] }): ServiceView {
+  const service = previous && (previous.service === next.service || deepEqual(previous.service, next.service)) ? previous.service : deepFreeze(next.service);
+  let changed = previous === undefined || service !== previous.service || previous.endpoints.length !== next.endpoints.length;
+  // both lists are sorted by address, so an unchanged endpoint sits at the same index
+  const endpoints = next.endpoints.map((endpoint, i) => {
+    const old = previous?.endpoints[i];
+    if (old && sameEndpoint(old, endpoint)) return old;
+    changed = true;
+    return Object.isFrozen(endpoint) ? endpoint : deepFreeze(endpoint);
+  });
+  if (!changed && previous) return previous;
+  return Object.freeze({ service, endpoints: Object.freeze(endpoints) });
+}
+
 // ---- one service with its endpoints ------------------------------------------------------------
 
 export interface ServiceViewResult {
@@ -343,7 +440,7 @@ export interface ServiceViewResult {
   nodes: Set<string>;
 }
 
-/** A Service and its EndpointSlices as one ServiceView (not frozen: see deepFreeze). */
+/** A Service and its EndpointSlices as one ServiceView (endpoints frozen; see settleView for the whole). */
 export function translateServiceView(service: unknown, slices: readonly unknown[], cluster: ClusterContext, lookup: ObjectLookup): ServiceViewResult {
   const translated = translateService(service, cluster.name, slices);
   if (!('service' in translated)) return { view: undefined, skipped: translated.skipped, pods: new Set(), nodes: new Set() };

@@ -1,4 +1,5 @@
 import type { Cluster, Gateway } from '../model/cluster.js';
+import { formatDuration } from '../model/duration.js';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import { RegistryMetrics } from './metrics.js';
 import type { ClusterView, ClusterState, FederatedSnapshot, SnapshotChange } from './snapshot.js';
@@ -257,7 +258,7 @@ export class Registry {
     if (entry.state === 'ready') {
       this.#transition(entry, 'stale', reason);
       entry.graceTimer = setTimeout(() => {
-        if (entry.alive && entry.state === 'stale') this.#transition(entry, 'evicted', `${reason}; evicted after a ${Math.round(this.#graceMs / 1000)} s grace period`);
+        if (entry.alive && entry.state === 'stale') this.#transition(entry, 'evicted', `${reason}; evicted after a ${formatDuration(this.#graceMs)} grace period`);
       }, this.#graceMs);
       entry.graceTimer.unref();
     } else if (entry.state === 'syncing' && entry.reason !== reason) {

@@ -1,13 +1,13 @@
+import { MESHFED_CLI } from './meshfed-bin.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { startKubeApiFixture, type KubeApiFixture } from '../fixtures/kube-api.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts')];
+const CLI = MESHFED_CLI;
 const work = mkdtempSync(join(tmpdir(), 'meshfed-cluster-cli-'));
 const stateDir = join(work, 'state');
 

@@ -1,3 +1,4 @@
+import { MESHFED_CLI } from './meshfed-bin.js';
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -7,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'src/cli/main.ts')];
+const CLI = MESHFED_CLI;
 const work = mkdtempSync(join(tmpdir(), 'meshfed-serve-'));
 const children = new Set<ChildProcessByStdio<null, Readable, Readable>>();
 

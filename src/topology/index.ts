@@ -1,0 +1,17 @@
+/** The federated view: pure functions from the snapshot and the asking proxy to what that proxy should see. */
+export { localityPriority, compareLocality, type LocalityPriority } from './priority.js';
+export { indexGateways, gatewaysFor, lcm, type GatewayIndex, type NetworkGateway, type SkippedGateway } from './gateways.js';
+export {
+  loadAssignment,
+  lbHealth,
+  endpointPort,
+  endpointLocality,
+  type ProxyView,
+  type LbHealth,
+  type LbVia,
+  type LbEndpoint,
+  type LocalityGroup,
+  type LoadAssignment,
+  type DroppedEndpoint,
+  type DropReason,
+} from './split-horizon.js';

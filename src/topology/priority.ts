@@ -1,0 +1,33 @@
+import type { Locality } from '../model/locality.js';
+
+/** 0 same region+zone+subzone, 1 same region+zone, 2 same region, 3 elsewhere (before renumbering). */
+export type LocalityPriority = 0 | 1 | 2 | 3;
+
+/**
+ * An endpoint's priority relative to the asking proxy (issue 4's tiers, the same ladder as Istio's locality
+ * failover in pilot/pkg/networking/core/loadbalancer/loadbalancer.go: 0 same region/zone/subzone, 1 same
+ * region/zone, 2 same region, 3 others).
+ *
+ * meshfed's decision: a proxy that does not know its region gives everything priority 0, since there is
+ * nothing to be near to. Missing fields compare as ''.
+ */
+export function localityPriority(proxy: Partial<Locality>, endpoint: Partial<Locality>): LocalityPriority {
+  const p = { region: proxy.region ?? '', zone: proxy.zone ?? '', subzone: proxy.subzone ?? '' };
+  const e = { region: endpoint.region ?? '', zone: endpoint.zone ?? '', subzone: endpoint.subzone ?? '' };
+  if (p.region === '') return 0;
+  if (e.region !== p.region) return 3;
+  if (e.zone !== p.zone) return 2;
+  if (e.subzone !== p.subzone) return 1;
+  return 0;
+}
+
+/** Lexical order by region, then zone, then subzone. */
+export function compareLocality(a: Locality, b: Locality): number {
+  return cmp(a.region, b.region) || cmp(a.zone, b.zone) || cmp(a.subzone, b.subzone);
+}
+
+export const localityKey = (l: Locality): string => `${l.region}\u0000${l.zone}\u0000${l.subzone}`;
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

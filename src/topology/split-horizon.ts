@@ -1,0 +1,302 @@
+/**
+ * Split-horizon endpoint assignment: what one proxy should see of one service port.
+ *
+ * The network rules follow Istio's EndpointBuilder.EndpointsByNetworkFilter
+ * (istio/istio pilot/pkg/xds/endpoints/ep_filters.go, read at commit 01750ed3) and NetworkManager
+ * (pilot/pkg/model/network.go, NetworkManager.reload / selectNetworkGateways):
+ *
+ * - every endpoint weight is multiplied by `scaleFactor`, the LCM of the gateway counts per network and per
+ *   network+cluster (ep_filters.go: `scaleFactor := b.gateways().GetLBWeightScaleFactor()`,
+ *   scaleEndpointLBWeight: an endpoint without weight weighs `scaleFactor`; clipped at 2^32-1);
+ * - an endpoint is direct when the proxy is in its network, or its network has no gateway
+ *   (`if b.proxy.InNetwork(epNetwork) || len(gateways) == 0`). A proxy without a network is "in" every network
+ *   (pilot/pkg/model/context.go, Proxy.InNetwork → identifier.IsSameOrEmpty), so it sees everything direct;
+ * - otherwise a non-mTLS endpoint is skipped (`if !isMtlsEnabled(lbEp) { continue }`) and an mTLS endpoint is
+ *   replaced by the gateways of its own cluster, or of its network when its cluster has none
+ *   (selectNetworkGateways), its scaled weight split evenly among them (splitWeightAmongGateways:
+ *   `weight / len(gateways)`, exact because of the LCM) and summed per gateway.
+ *
+ * Where meshfed departs from Istio (DESIGN.md, issue 4), and why:
+ *
+ * - A gateway endpoint keeps a locality (Istio's gateway endpoints lose it, istio#49500), and each gateway address
+ *   appears once per assignment (Istio repeats it per locality, istio#56355; grpc NACKs duplicate addresses).
+ *   When the healthy endpoints behind one gateway span several localities, the gateway stands in the NEAREST of
+ *   them to the proxy (lowest priority; ties: the locality with most of those endpoints, then lexical
+ *   region/zone/subzone), carrying the weight of ALL the endpoints it stands for. The gateway forwards to any
+ *   local endpoint of the service, so the nearest tier among them is what the proxy can actually reach through
+ *   it; splitting its weight over several tiers would be fiction, since the proxy only uses the top healthy
+ *   priority. When those endpoints fail the gateway turns UNHEALTHY and the priority fails over.
+ * - Health (Istio leaves unhealthy endpoints out by default): ready → HEALTHY, serving-but-not-ready and
+ *   terminating → DRAINING, unready → UNHEALTHY, all emitted so that clients skip them. Only HEALTHY endpoints
+ *   add weight to a gateway, and a gateway whose endpoints in this assignment are all unhealthy is emitted
+ *   UNHEALTHY with weight 1 (standing in the nearest locality of all its endpoints), so grpc fails over at once.
+ * - A locality group's load_balancing_weight is the sum of its HEALTHY endpoints' weights (1 if none), so that
+ *   draining or unhealthy endpoints do not inflate the share of their healthy neighbours.
+ * - Gateway addresses must be IP literals; hostname gateways are skipped (Istio resolves them only with
+ *   RESOLVE_HOSTNAME_GATEWAYS; resolution is later work for meshfed).
+ * - Duplicate addresses (address+port) are never emitted: a second direct endpoint with the same address is
+ *   dropped ('duplicate-address'), and a gateway whose address is also a direct endpoint's is skipped
+ *   ('endpoint-address'): both are misconfigurations, and grpc NACKs the whole assignment otherwise.
+ */
+import type { Locality } from '../model/locality.js';
+import type { Endpoint, EndpointHealth, ServicePort } from '../model/service.js';
+import type { ClusterView, FederatedSnapshot } from '../registry/snapshot.js';
+import { addressKey, gatewaysFor, indexGateways, type NetworkGateway, type SkippedGateway } from './gateways.js';
+import { compareLocality, localityKey, localityPriority } from './priority.js';
+
+/** The asking proxy, from its xDS node (CLUSTER_ID, NETWORK, locality). */
+export interface ProxyView {
+  /** informational: gateway selection depends on the endpoint's cluster, never the proxy's (as in Istio) */
+  cluster?: string;
+  /** undefined or '': the proxy sees every endpoint direct */
+  network?: string;
+  locality: Partial<Locality>;
+}
+
+export type LbHealth = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+
+export type LbVia =
+  | { kind: 'direct' }
+  /** a gateway standing for `endpoints` healthy endpoints of `clusters` on `network` */
+  | { kind: 'gateway'; network: string; clusters: string[]; endpoints: number };
+
+export interface LbEndpoint {
+  /** an IPv4 or IPv6 literal */
+  address: string;
+  port: number;
+  /** load_balancing_weight, 1..2^32-1 */
+  weight: number;
+  health: LbHealth;
+  via: LbVia;
+}
+
+export interface LocalityGroup {
+  locality: Locality;
+  /** renumbered from 0 without gaps */
+  priority: number;
+  /** load_balancing_weight: sum of its HEALTHY endpoints' weights, 1 if none; never 0 */
+  weight: number;
+  endpoints: LbEndpoint[];
+}
+
+export type DropReason = 'plaintext-cross-network' | 'duplicate-address';
+
+/** An endpoint left out of the assignment, and why (for `why`-style explanations). */
+export interface DroppedEndpoint {
+  cluster: string;
+  network: string;
+  address: string;
+  port: number;
+  reason: DropReason;
+}
+
+export interface LoadAssignment {
+  /** namespace/name */
+  service: string;
+  port: number;
+  /** sorted by priority, then region/zone/subzone */
+  groups: LocalityGroup[];
+  /** the LCM every endpoint weight was multiplied by */
+  scaleFactor: number;
+  dropped: DroppedEndpoint[];
+  /** gateways that could not be used (hostnames, address clashes) */
+  skippedGateways: SkippedGateway[];
+}
+
+const MAX_WEIGHT = 0xffff_ffff;
+const clampWeight = (w: number): number => Math.min(Math.max(w, 1), MAX_WEIGHT);
+
+/** Kubernetes endpoint conditions → xDS health status. */
+export function lbHealth(health: EndpointHealth): LbHealth {
+  switch (health) {
+    case 'ready':
+      return 'HEALTHY';
+    case 'serving':
+    case 'terminating':
+      return 'DRAINING';
+    case 'unready':
+      return 'UNHEALTHY';
+  }
+}
+
+/** The port on the endpoint: its port named like the service port, else targetPort, else the service port. */
+export function endpointPort(servicePort: ServicePort, endpoint: Endpoint): number {
+  return endpoint.ports.find((p) => p.name === servicePort.name)?.port ?? servicePort.targetPort ?? servicePort.port;
+}
+
+/**
+ * The endpoint's locality: its own when it names a region, else its cluster's region and zone. A zone is only
+ * inherited together with the cluster's region (a zone of another region would be meaningless).
+ */
+export function endpointLocality(cluster: ClusterView['cluster'], endpoint: Endpoint): Locality {
+  const own = endpoint.locality;
+  const region = own.region !== undefined && own.region !== '' ? own.region : cluster.region;
+  const zone = own.zone !== undefined && own.zone !== '' ? own.zone : region === cluster.region ? cluster.zone : '';
+  return { region, zone, subzone: own.subzone ?? '' };
+}
+
+interface Candidate {
+  cluster: string;
+  network: string;
+  address: string;
+  port: number;
+  mtls: boolean;
+  health: LbHealth;
+  locality: Locality;
+}
+
+interface GatewayAccumulator {
+  gateway: NetworkGateway;
+  clusters: Set<string>;
+  /** summed scaled weight of the HEALTHY endpoints it stands for */
+  weight: number;
+  healthy: number;
+  /** locality key → [locality, healthy endpoints there, all endpoints there] */
+  localities: Map<string, { locality: Locality; healthy: number; all: number }>;
+}
+
+interface Placed {
+  locality: Locality;
+  endpoint: LbEndpoint;
+}
+
+/**
+ * The cluster load assignment `proxy` should see for `service` (namespace/name) on service port `port`, from
+ * every cluster of the snapshot that has that service and port (evicted clusters have none; stale ones keep their
+ * last-known endpoints).
+ */
+export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, service: string, port: number): LoadAssignment {
+  const index = indexGateways(snapshot);
+  const scale = index.scaleFactor;
+  const proxyNetwork = proxy.network !== undefined && proxy.network !== '' ? proxy.network : undefined;
+
+  const candidates = collect(snapshot, service, port);
+  const dropped: DroppedEndpoint[] = [];
+  const skippedGateways: SkippedGateway[] = [...index.skipped];
+  const placed: Placed[] = [];
+  const directAddresses = new Set<string>();
+  const gatewayAcc = new Map<string, GatewayAccumulator>();
+  const weight = clampWeight(scale); // every model endpoint weighs 1: Istio's scaleEndpointLBWeight gives it scaleFactor
+
+  for (const c of candidates) {
+    const gateways = gatewaysFor(index, c.network, c.cluster);
+    const drop = (reason: DropReason): void => {
+      dropped.push({ cluster: c.cluster, network: c.network, address: c.address, port: c.port, reason });
+    };
+    if (proxyNetwork === undefined || c.network === proxyNetwork || gateways.length === 0) {
+      const key = addressKey(c.address, c.port);
+      if (directAddresses.has(key)) {
+        drop('duplicate-address');
+        continue;
+      }
+      directAddresses.add(key);
+      placed.push({ locality: c.locality, endpoint: { address: c.address, port: c.port, weight, health: c.health, via: { kind: 'direct' } } });
+      continue;
+    }
+    if (!c.mtls) {
+      drop('plaintext-cross-network');
+      continue;
+    }
+    const share = Math.floor(weight / gateways.length);
+    for (const gateway of gateways) {
+      const key = addressKey(gateway.address, gateway.port);
+      let acc = gatewayAcc.get(key);
+      if (!acc) {
+        acc = { gateway, clusters: new Set(), weight: 0, healthy: 0, localities: new Map() };
+        gatewayAcc.set(key, acc);
+      }
+      acc.clusters.add(c.cluster);
+      const lk = localityKey(c.locality);
+      const at = acc.localities.get(lk) ?? { locality: c.locality, healthy: 0, all: 0 };
+      at.all += 1;
+      if (c.health === 'HEALTHY') {
+        acc.weight += share;
+        acc.healthy += 1;
+        at.healthy += 1;
+      }
+      acc.localities.set(lk, at);
+    }
+  }
+
+  for (const [key, acc] of gatewayAcc) {
+    const { gateway } = acc;
+    if (directAddresses.has(key)) {
+      skippedGateways.push({ cluster: gateway.cluster, network: gateway.network, address: gateway.address, port: gateway.port, reason: 'endpoint-address' });
+      continue;
+    }
+    const healthy = acc.healthy > 0;
+    placed.push({
+      locality: nearestLocality(proxy.locality, [...acc.localities.values()].map((l) => ({ locality: l.locality, count: healthy ? l.healthy : l.all })).filter((l) => l.count > 0)),
+      endpoint: {
+        address: gateway.address,
+        port: gateway.port,
+        weight: healthy ? clampWeight(acc.weight) : 1,
+        health: healthy ? 'HEALTHY' : 'UNHEALTHY',
+        via: { kind: 'gateway', network: gateway.network, clusters: [...acc.clusters].sort(), endpoints: acc.healthy },
+      },
+    });
+  }
+
+  return { service, port, groups: group(proxy.locality, placed), scaleFactor: scale, dropped, skippedGateways };
+}
+
+/** The service's endpoints on `port` from every non-evicted cluster, in cluster-name order. */
+function collect(snapshot: FederatedSnapshot, service: string, port: number): Candidate[] {
+  const out: Candidate[] = [];
+  for (const name of [...snapshot.clusters.keys()].sort()) {
+    const view = snapshot.clusters.get(name);
+    if (!view || view.state === 'evicted') continue;
+    const sv = view.services.get(service);
+    const servicePort = sv?.service.ports.find((p) => p.port === port);
+    if (!sv || !servicePort) continue; // a cluster whose service lacks the port contributes nothing
+    for (const ep of sv.endpoints) {
+      out.push({
+        cluster: name,
+        network: ep.network ?? view.cluster.network,
+        address: ep.address,
+        port: endpointPort(servicePort, ep),
+        mtls: ep.tlsMode === 'mtls',
+        health: lbHealth(ep.health),
+        locality: endpointLocality(view.cluster, ep),
+      });
+    }
+  }
+  return out;
+}
+
+/** Lowest priority to the proxy, then most endpoints, then lexical region/zone/subzone. */
+function nearestLocality(proxy: Partial<Locality>, options: { locality: Locality; count: number }[]): Locality {
+  const sorted = options.sort(
+    (a, b) => localityPriority(proxy, a.locality) - localityPriority(proxy, b.locality) || b.count - a.count || compareLocality(a.locality, b.locality),
+  );
+  const first = sorted[0];
+  if (!first) throw new Error('a gateway with no endpoints behind it'); // unreachable: accumulators exist only for endpoints
+  return first.locality;
+}
+
+function group(proxy: Partial<Locality>, placed: Placed[]): LocalityGroup[] {
+  const groups = new Map<string, LocalityGroup>();
+  for (const { locality, endpoint } of placed) {
+    const key = localityKey(locality);
+    let g = groups.get(key);
+    if (!g) {
+      g = { locality, priority: localityPriority(proxy, locality), weight: 0, endpoints: [] };
+      groups.set(key, g);
+    }
+    g.endpoints.push(endpoint);
+  }
+  const raw = [...new Set([...groups.values()].map((g) => g.priority))].sort((a, b) => a - b);
+  const out = [...groups.values()];
+  for (const g of out) {
+    g.priority = raw.indexOf(g.priority);
+    g.endpoints.sort(compareEndpoints);
+    const healthy = g.endpoints.filter((e) => e.health === 'HEALTHY').reduce((sum, e) => sum + e.weight, 0);
+    g.weight = clampWeight(healthy);
+  }
+  return out.sort((a, b) => a.priority - b.priority || compareLocality(a.locality, b.locality));
+}
+
+function compareEndpoints(a: LbEndpoint, b: LbEndpoint): number {
+  const kind = (e: LbEndpoint): number => (e.via.kind === 'direct' ? 0 : 1);
+  return kind(a) - kind(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0) || a.port - b.port;
+}

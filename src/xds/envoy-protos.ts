@@ -21,14 +21,31 @@ import protobuf from 'protobufjs';
 import type { IConversionOptions, Root, Type } from 'protobufjs';
 
 /** Files loaded into the root; later resources add theirs here. */
-export const ENVOY_PROTO_FILES: readonly string[] = ['envoy/config/endpoint/v3/endpoint.proto'];
+export const ENVOY_PROTO_FILES: readonly string[] = [
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+];
 
 export const TYPE_URL = {
   clusterLoadAssignment: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  routeConfiguration: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  httpConnectionManager: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
 } as const;
 
 export const MESSAGE_NAME = {
   clusterLoadAssignment: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+  listener: 'envoy.config.listener.v3.Listener',
+  routeConfiguration: 'envoy.config.route.v3.RouteConfiguration',
+  cluster: 'envoy.config.cluster.v3.Cluster',
+  httpConnectionManager: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  router: 'envoy.extensions.filters.http.router.v3.Router',
 } as const;
 
 /** envoy.config.core.v3.HealthStatus values meshfed emits (checked against the loaded enum on first load). */
@@ -112,6 +129,25 @@ export function checkedEncode(type: Type, obj: ProtoObject): Uint8Array {
   const diff = firstDifference(obj, decodeToObject(type, bytes), '');
   if (diff !== undefined) throw new Error(`${what}: field ${diff} (fromObject drops misspelled or unknown fields silently)`);
   return bytes;
+}
+
+/** The wire form of one resource type. */
+export interface ResourceCodec<T> {
+  /** `check`, then checkedEncode */
+  encode: (value: T) => Uint8Array;
+  decode: (bytes: Uint8Array) => T;
+  /** google.protobuf.Any for a DiscoveryResponse's resources */
+  toAny: (value: T) => AnyObject;
+}
+
+/** One home for every resource type's encode/decode/Any: `check` holds that type's own rules (what clients NACK). */
+export function resourceCodec<T extends ProtoObject>(messageName: string, typeUrl: string, check: (value: T) => void): ResourceCodec<T> {
+  const type = (): Type => envoyType(messageName);
+  const encode = (value: T): Uint8Array => {
+    check(value);
+    return checkedEncode(type(), value);
+  };
+  return { encode, decode: (bytes) => decodeToObject(type(), bytes) as T, toAny: (value) => ({ type_url: typeUrl, value: encode(value) }) };
 }
 
 /** checkedEncode, for when only the check matters. */

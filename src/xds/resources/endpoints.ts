@@ -9,14 +9,13 @@
 import { isIP } from 'node:net';
 import type { LbHealth, LoadAssignment } from '../../topology/index.js';
 import {
+  MESSAGE_NAME,
   HEALTH_STATUS,
   TYPE_URL,
-  checkedEncode,
   assertEncodable,
   clusterLoadAssignmentType,
-  decodeToObject,
-  type AnyObject,
   type HealthStatusValue,
+  resourceCodec,
 } from '../envoy-protos.js';
 
 export interface UInt32ValueObject {
@@ -152,18 +151,9 @@ function checkWeight(cluster: string, where: string, weight: UInt32ValueObject |
 
 const formatAddress = (address: string, port: number): string => (isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`);
 
-/** The wire bytes of a checked ClusterLoadAssignment. */
-export function encodeClusterLoadAssignment(cla: ClusterLoadAssignmentObject): Uint8Array {
-  assertGrpcRules(cla);
-  return checkedEncode(clusterLoadAssignmentType(), cla);
-}
-
-/** Bytes back to the object form (the inverse of encodeClusterLoadAssignment for anything it accepted). */
-export function decodeClusterLoadAssignment(bytes: Uint8Array): ClusterLoadAssignmentObject {
-  return decodeToObject(clusterLoadAssignmentType(), bytes) as ClusterLoadAssignmentObject;
-}
-
-/** google.protobuf.Any for a DiscoveryResponse's resources. */
-export function toAny(cla: ClusterLoadAssignmentObject): AnyObject {
-  return { type_url: TYPE_URL.clusterLoadAssignment, value: encodeClusterLoadAssignment(cla) };
-}
+const codec = resourceCodec<ClusterLoadAssignmentObject>(MESSAGE_NAME.clusterLoadAssignment, TYPE_URL.clusterLoadAssignment, assertGrpcRules);
+/** The wire bytes of a checked resource. */
+export const encodeClusterLoadAssignment = codec.encode;
+/** Bytes back to the object form. */
+export const decodeClusterLoadAssignment = codec.decode;
+export const toAny = codec.toAny;

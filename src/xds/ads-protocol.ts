@@ -1,0 +1,95 @@
+/**
+ * The ADS wire protocol as @grpc/proto-loader sees it: envoy/service/discovery/v3/ads.proto loaded from the
+ * .proto files that ship inside @grpc/grpc-js-xds (deps/: envoy-api, xds, googleapis, protoc-gen-validate), and
+ * small interfaces for the objects proto-loader produces and accepts with LOADER_OPTIONS.
+ *
+ * Object form (LOADER_OPTIONS): snake_case field names (keepCase), 64-bit integers and enums as they decode by
+ * default, defaults left out (a missing string is `undefined`, not ''), `oneofs` set (so a Struct Value says which
+ * `kind` it holds). Everything a peer sends is typed as optional: proto3 gives no guarantee a field is present.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { MethodDefinition, Options, PackageDefinition } from '@grpc/proto-loader';
+import { loadSync } from '@grpc/proto-loader';
+
+export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+export const ADS_METHOD_PATH = `/${ADS_SERVICE_NAME}/StreamAggregatedResources`;
+export const ADS_PROTO_FILE = 'envoy/service/discovery/v3/ads.proto';
+
+export const LOADER_OPTIONS: Options = Object.freeze({ keepCase: true, defaults: false, oneofs: true });
+
+const require = createRequire(import.meta.url);
+
+/** The four include directories under @grpc/grpc-js-xds/deps. */
+export function adsIncludeDirs(): string[] {
+  const deps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
+}
+
+/**
+ * google.protobuf.Value (oneof kind), as far as meshfed reads it. The google.protobuf well-known types are
+ * protobufjs built-ins with camelCase field names whatever keepCase says: `stringValue`, not `string_value`.
+ */
+export interface StructValueObject {
+  kind?: string;
+  stringValue?: string;
+}
+
+export interface StructObject {
+  fields?: Record<string, StructValueObject | undefined>;
+}
+
+export interface NodeObject {
+  id?: string;
+  cluster?: string;
+  metadata?: StructObject | null;
+  locality?: { region?: string; zone?: string; sub_zone?: string } | null;
+  user_agent_name?: string;
+}
+
+/** google.rpc.Status */
+export interface RpcStatusObject {
+  code?: number;
+  message?: string;
+}
+
+export interface DiscoveryRequestObject {
+  version_info?: string;
+  node?: NodeObject | null;
+  resource_names?: string[];
+  type_url?: string;
+  response_nonce?: string;
+  error_detail?: RpcStatusObject | null;
+}
+
+/** google.protobuf.Any */
+export interface AnyWireObject {
+  type_url: string;
+  value: Uint8Array;
+}
+
+export interface DiscoveryResponseObject {
+  version_info?: string;
+  resources?: AnyWireObject[];
+  type_url?: string;
+  nonce?: string;
+}
+
+/** The StreamAggregatedResources method of a loaded package definition. */
+export type AdsMethodDefinition = MethodDefinition<DiscoveryRequestObject, DiscoveryResponseObject>;
+
+let packageDefinition: PackageDefinition | undefined;
+
+/** ads.proto loaded with LOADER_OPTIONS (once). */
+export function adsPackageDefinition(): PackageDefinition {
+  packageDefinition ??= loadSync(ADS_PROTO_FILE, { ...LOADER_OPTIONS, includeDirs: adsIncludeDirs() });
+  return packageDefinition;
+}
+
+/** The ADS service definition (for grpc Server.addService) and its one method. */
+export function adsServiceDefinition(): { service: Record<string, AdsMethodDefinition>; method: AdsMethodDefinition } {
+  const service = adsPackageDefinition()[ADS_SERVICE_NAME] as Record<string, AdsMethodDefinition> | undefined;
+  const method = service?.StreamAggregatedResources;
+  if (!service || !method) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/StreamAggregatedResources not found`);
+  return { service, method };
+}

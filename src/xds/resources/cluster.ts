@@ -160,6 +160,12 @@ const percent = (name: string, field: string, v: UInt32ValueObject | undefined):
  * the protos accept it unchanged.
  */
 export function assertEdsCluster(cluster: ClusterObject): void {
+  edsClusterRules(cluster);
+  assertEncodable(clusterType(), cluster);
+}
+
+/** The rules of this resource type that grpc enforces, without the proto round trip. */
+function edsClusterRules(cluster: ClusterObject): void {
   const name = cluster.name;
   if (typeof name !== 'string' || name === '') fail('', 'name is empty or not a string');
   if (name.startsWith('xdstp:')) fail(name, 'xdstp: names need eds_cluster_config.service_name, which meshfed does not set');
@@ -172,12 +178,11 @@ export function assertEdsCluster(cluster: ClusterObject): void {
   if (od) {
     for (const f of ['max_ejection_percent', 'enforcing_success_rate', 'enforcing_failure_percentage', 'failure_percentage_threshold'] as const) percent(name, f, od[f]);
   }
-  assertEncodable(clusterType(), cluster);
 }
 
 const clusterType = () => envoyType(MESSAGE_NAME.cluster);
 
-const codec = resourceCodec<ClusterObject>(MESSAGE_NAME.cluster, TYPE_URL.cluster, assertEdsCluster);
+const codec = resourceCodec<ClusterObject>(MESSAGE_NAME.cluster, TYPE_URL.cluster, edsClusterRules);
 /** The wire bytes of a checked resource. */
 export const encodeCluster = codec.encode;
 /** Bytes back to the object form. */

@@ -101,6 +101,12 @@ export function proxylessListener(name: string, routeConfigName: string): Listen
  * HCM, each filter config) survives the protos without dropping or changing anything.
  */
 export function assertProxylessListener(listener: ListenerObject): void {
+  proxylessListenerRules(listener);
+  assertEncodable(envoyType(MESSAGE_NAME.listener), listener);
+}
+
+/** The rules of this resource type that grpc enforces, without the proto round trip. */
+function proxylessListenerRules(listener: ListenerObject): void {
   const name = listener.name;
   if (typeof name !== 'string' || name === '') fail('', 'name is empty or not a string');
   if (name.includes('://')) fail(name, 'name must be the target without its scheme (xds:///HOST:PORT → HOST:PORT)');
@@ -125,7 +131,6 @@ export function assertProxylessListener(listener: ListenerObject): void {
     if (i === filters.length - 1 && !isRouter) fail(name, `${at}: the last filter is not the router filter`);
     if (isRouter) assertEncodable(envoyType(MESSAGE_NAME.router), decodeNestedAny(MESSAGE_NAME.router, TYPE_URL.router, f.typed_config) as object);
   });
-  assertEncodable(envoyType(MESSAGE_NAME.listener), listener);
 }
 
 /** The HttpConnectionManager inside a proxyless listener, decoded. */
@@ -133,7 +138,7 @@ export function listenerHttpConnectionManager(listener: ListenerObject): HttpCon
   return decodeNestedAny(MESSAGE_NAME.httpConnectionManager, TYPE_URL.httpConnectionManager, listener.api_listener.api_listener) as HttpConnectionManagerObject;
 }
 
-const codec = resourceCodec<ListenerObject>(MESSAGE_NAME.listener, TYPE_URL.listener, assertProxylessListener);
+const codec = resourceCodec<ListenerObject>(MESSAGE_NAME.listener, TYPE_URL.listener, proxylessListenerRules);
 /** The wire bytes of a checked resource. */
 export const encodeListener = codec.encode;
 /** Bytes back to the object form. */

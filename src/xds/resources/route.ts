@@ -55,6 +55,12 @@ const fail = (name: string, message: string): never => {
  * one route, each with a prefix match and a non-empty cluster; and the protos accept it unchanged.
  */
 export function assertProxylessRouteConfiguration(rc: RouteConfigurationObject): void {
+  routeConfigurationRules(rc);
+  assertEncodable(routeConfigurationType(), rc);
+}
+
+/** The rules of this resource type that grpc enforces, without the proto round trip. */
+function routeConfigurationRules(rc: RouteConfigurationObject): void {
   const name = rc.name;
   if (typeof name !== 'string' || name === '') fail('', 'name is empty or not a string');
   const hosts = (rc.virtual_hosts as VirtualHostObject[] | undefined) ?? [];
@@ -84,12 +90,11 @@ export function assertProxylessRouteConfiguration(rc: RouteConfigurationObject):
       if (!(r.route as RouteObject['route'] | undefined)?.cluster) fail(name, `${where}.route.cluster is empty`);
     });
   });
-  assertEncodable(routeConfigurationType(), rc);
 }
 
 const routeConfigurationType = () => envoyType(MESSAGE_NAME.routeConfiguration);
 
-const codec = resourceCodec<RouteConfigurationObject>(MESSAGE_NAME.routeConfiguration, TYPE_URL.routeConfiguration, assertProxylessRouteConfiguration);
+const codec = resourceCodec<RouteConfigurationObject>(MESSAGE_NAME.routeConfiguration, TYPE_URL.routeConfiguration, routeConfigurationRules);
 /** The wire bytes of a checked resource. */
 export const encodeRouteConfiguration = codec.encode;
 /** Bytes back to the object form. */

@@ -7,6 +7,9 @@ import { Registry } from '../registry/registry.js';
 import { createSource } from '../registry/sources.js';
 import type { LoadedFederation } from '../store/federation.js';
 import { ensureStateDir, RegistrationStore } from '../store/registrations.js';
+import { startAdsServer, type AdsServerHandle } from '../xds/ads-server.js';
+import { FederationXds } from '../xds/federation-provider.js';
+import { XdsMetrics } from '../xds/metrics.js';
 import { createApiServer, type ApiServer, type RunningApi } from './server.js';
 
 export interface ManagerOptions {
@@ -29,6 +32,23 @@ export interface ManagerOptions {
   metrics?: PromRegistry;
   /** the state dir's registrations, if the caller opened them already (default: opened here) */
   store?: RegistrationStore;
+  /** where the xDS (ADS) server listens; no xDS server when absent */
+  xds?: XdsOptions;
+}
+
+export interface XdsOptions {
+  host: string;
+  port: number;
+  /** the trust domain whose SPIFFE IDs Envoy sidecars expect of their upstreams */
+  trustDomain?: string;
+  /** push coalescing (default 100 ms quiet, 1 s at most) */
+  debounceMs?: number;
+  maxDelayMs?: number;
+}
+
+export interface RunningXds {
+  readonly provider: FederationXds;
+  readonly server: AdsServerHandle;
 }
 
 export interface Manager {
@@ -36,6 +56,8 @@ export interface Manager {
   readonly store: RegistrationStore;
   readonly server: ApiServer;
   readonly api: RunningApi;
+  /** the xDS server, when asked for */
+  readonly xds?: RunningXds;
   /** clusters defined by the federation file */
   readonly fileClusters: ReadonlySet<string>;
   /** registrations the federation file overrides in this run */
@@ -88,6 +110,14 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const kube: KubeSourceOptions = { ...options.kube, ...safety };
+  const provider = options.xds
+    ? new FederationXds(registry, {
+        logger,
+        ...(options.xds.trustDomain !== undefined ? { trustDomain: options.xds.trustDomain } : {}),
+        ...(options.xds.debounceMs !== undefined ? { debounceMs: options.xds.debounceMs } : {}),
+        ...(options.xds.maxDelayMs !== undefined ? { maxDelayMs: options.xds.maxDelayMs } : {}),
+      })
+    : undefined;
   const fileNames = new Set(fileClusters.map((c) => c.cluster.name));
   const server = createApiServer({
     registry,
@@ -99,12 +129,24 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     fileClusters: fileNames,
     ...(options.federation ? { fileName: options.federation.path } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(provider ? { xds: provider } : {}),
   });
   // the API comes up first, so /healthz answers and /readyz says 503 while the clusters load
   let api: RunningApi;
+  let xds: RunningXds | undefined;
   try {
     api = await server.startApi(options.api);
+    if (provider && options.xds) {
+      try {
+        const observer = new XdsMetrics(options.metrics).observer(provider);
+        xds = { provider, server: await startAdsServer({ host: options.xds.host, port: options.xds.port, provider, logger, observer }) };
+      } catch (error) {
+        await api.close();
+        throw error;
+      }
+    }
   } catch (error) {
+    provider?.close();
     await registry.close();
     throw error;
   }
@@ -126,10 +168,13 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     store,
     server,
     api,
+    ...(xds ? { xds } : {}),
     fileClusters: fileNames,
     shadowed,
     async close() {
       server.markNotReady();
+      await xds?.server.close();
+      provider?.close();
       await api.close();
       await registry.close();
     },

@@ -6,9 +6,11 @@ import type { Logger } from '../logging.js';
 import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistrationStore } from '../store/registrations.js';
+import type { ResourceProvider } from '../xds/ads-server.js';
 import { bearerAuth } from './auth.js';
 import { clustersRouter } from './clusters.js';
 import { ApiError, sendError } from './errors.js';
+import { xdsRouter } from './xds.js';
 
 export const DEFAULT_BODY_LIMIT_BYTES = 512 * 1024;
 
@@ -32,6 +34,8 @@ export interface ApiServerOptions {
   metrics?: PromRegistry;
   /** default 512 KiB */
   bodyLimitBytes?: number;
+  /** the xDS server's resources, for GET /api/v1/xds/dump */
+  xds?: ResourceProvider;
 }
 
 export interface RunningApi {
@@ -127,6 +131,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       bodyLimitBytes: limit,
     }),
   );
+  if (options.xds) v1.use(xdsRouter(options.xds));
   v1.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));
   });

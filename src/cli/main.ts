@@ -5,6 +5,7 @@ import { caCommand } from './ca.js';
 import { clusterCommand } from './cluster.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
+import { xdsCommand } from './xds.js';
 
 function program(): Command {
   return new Command('meshfed')
@@ -13,7 +14,8 @@ function program(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(caCommand())
     .addCommand(clusterCommand())
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(xdsCommand());
 }
 
 function exitOverrideAll(command: Command): void {

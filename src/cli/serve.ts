@@ -13,7 +13,7 @@ import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
 import { StateDir } from '../trust/state-dir.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
-import { DEFAULT_SERVER } from './cluster.js';
+import { DEFAULT_SERVER } from './api-client.js';
 import { UsageError } from './errors.js';
 import { createLogger } from './logger.js';
 import { table } from './output.js';
@@ -32,6 +32,7 @@ interface ServeOptions {
   demo?: boolean;
   config?: string;
   api: string;
+  xds: string;
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
@@ -100,11 +101,20 @@ function clusterLines(manager: Manager, federation: LoadedFederation | undefined
   return lines;
 }
 
+/** `meshfed xds dump` for a proxy standing in the first cluster, where it stands. */
+function dumpHint(manager: Manager, serverFlag: string): string[] {
+  const first = manager.registry.list()[0];
+  if (!manager.xds || !first) return [];
+  const locality = formatLocality({ region: first.region, zone: first.zone, subzone: '' });
+  return [`    npx meshfed xds dump --node-cluster ${first.name} --network ${first.network}${locality ? ` --locality ${locality}` : ''}${serverFlag}`];
+}
+
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, and the REST API (xDS, DNS, gateway are not built yet)')
+    .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, the split-horizon xDS server, and the REST API (DNS and the gateway are not built yet)')
     .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
     .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
+    .option('--xds <host:port>', 'where the xDS server (envoy.service.discovery.v3.AggregatedDiscoveryService) listens', '127.0.0.1:15010')
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
     .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
@@ -122,6 +132,7 @@ export function serveCommand(): Command {
       const dir = caDir(stateDir);
       const listen = hostPort(opts.caListen, '--ca-listen', '15012');
       const apiListen = hostPort(opts.api, '--api', '8080');
+      const xdsListen = hostPort(opts.xds, '--xds', '15010');
       const syncEvery = parseDuration(opts.syncEvery);
       const graceMs = parseDuration(opts.grace);
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
@@ -164,6 +175,7 @@ export function serveCommand(): Command {
           ...safety,
           metrics,
           store,
+          xds: { ...xdsListen, trustDomain: authority.trustDomain },
         });
       } catch (error) {
         await service.close();
@@ -198,7 +210,10 @@ export function serveCommand(): Command {
       }
       await settle(manager);
       lines.push(...clusterLines(manager, federation));
-      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters with a bearer token; /healthz, /readyz and /metrics are open)`);
+      if (manager.xds) {
+        lines.push(`  xDS            ${xdsListen.host}:${manager.xds.server.port} ADS, state of the world and delta: split-horizon endpoints for proxyless gRPC, Envoy sidecars and east-west gateways`);
+      }
+      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters and /api/v1/xds/dump with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
       } else {
@@ -207,12 +222,13 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: xDS (split-horizon EDS), DNS, east-west gateway, drills',
+        '  not built yet: DNS, east-west gateway, virtual destinations, drills',
         '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
         `    npx meshfed cluster list${serverFlag}`,
         ...(manager.registry.list()[0] ? [`    npx meshfed cluster get ${manager.registry.list()[0]?.name ?? ''}${serverFlag} -o yaml`] : []),
+        ...dumpHint(manager, serverFlag),
         `    curl -s ${manager.api.url}/metrics | grep meshfed_cluster_state`,
         `    npx meshfed ca status --state-dir ${stateDir}`,
         `    npx meshfed ca bundle --state-dir ${stateDir} --format spiffe`,

@@ -15,3 +15,6 @@ export {
   type DroppedEndpoint,
   type DropReason,
 } from './split-horizon.js';
+export { federatedCatalog, serviceHost, DEFAULT_DOMAIN_SUFFIX, type Catalog, type CatalogService, type CatalogPort } from './catalog.js';
+export { gatewayAssignment } from './gateway-targets.js';
+export { forProxylessClients } from './proxyless.js';

@@ -14,6 +14,7 @@ import { loadSync } from '@grpc/proto-loader';
 
 export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const ADS_METHOD_PATH = `/${ADS_SERVICE_NAME}/StreamAggregatedResources`;
+export const ADS_DELTA_METHOD_PATH = `/${ADS_SERVICE_NAME}/DeltaAggregatedResources`;
 export const ADS_PROTO_FILE = 'envoy/service/discovery/v3/ads.proto';
 
 export const LOADER_OPTIONS: Options = Object.freeze({ keepCase: true, defaults: false, oneofs: true });
@@ -75,8 +76,42 @@ export interface DiscoveryResponseObject {
   nonce?: string;
 }
 
+export interface DeltaDiscoveryRequestObject {
+  node?: NodeObject | null;
+  type_url?: string;
+  resource_names_subscribe?: string[];
+  resource_names_unsubscribe?: string[];
+  /** resource name → version the client already has (first request of a type on a stream, after a reconnect) */
+  initial_resource_versions?: Record<string, string>;
+  response_nonce?: string;
+  error_detail?: RpcStatusObject | null;
+}
+
+/** envoy.service.discovery.v3.Resource, as far as meshfed fills it */
+export interface DeltaResourceObject {
+  name?: string;
+  version?: string;
+  resource?: AnyWireObject | null;
+}
+
+export interface DeltaDiscoveryResponseObject {
+  system_version_info?: string;
+  resources?: DeltaResourceObject[];
+  type_url?: string;
+  removed_resources?: string[];
+  nonce?: string;
+}
+
 /** The StreamAggregatedResources method of a loaded package definition. */
 export type AdsMethodDefinition = MethodDefinition<DiscoveryRequestObject, DiscoveryResponseObject>;
+/** The DeltaAggregatedResources method of a loaded package definition. */
+export type DeltaAdsMethodDefinition = MethodDefinition<DeltaDiscoveryRequestObject, DeltaDiscoveryResponseObject>;
+
+/** The ADS service as loaded: its two methods. */
+export type AdsServiceDefinition = {
+  StreamAggregatedResources: AdsMethodDefinition;
+  DeltaAggregatedResources: DeltaAdsMethodDefinition;
+};
 
 let packageDefinition: PackageDefinition | undefined;
 
@@ -86,10 +121,12 @@ export function adsPackageDefinition(): PackageDefinition {
   return packageDefinition;
 }
 
-/** The ADS service definition (for grpc Server.addService) and its one method. */
-export function adsServiceDefinition(): { service: Record<string, AdsMethodDefinition>; method: AdsMethodDefinition } {
-  const service = adsPackageDefinition()[ADS_SERVICE_NAME] as Record<string, AdsMethodDefinition> | undefined;
+/** The ADS service definition (for grpc Server.addService) and its two methods (SotW, delta). */
+export function adsServiceDefinition(): { service: AdsServiceDefinition; method: AdsMethodDefinition; deltaMethod: DeltaAdsMethodDefinition } {
+  const service = adsPackageDefinition()[ADS_SERVICE_NAME] as Partial<AdsServiceDefinition> | undefined;
   const method = service?.StreamAggregatedResources;
-  if (!service || !method) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/StreamAggregatedResources not found`);
-  return { service, method };
+  const deltaMethod = service?.DeltaAggregatedResources;
+  if (!method) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/StreamAggregatedResources not found`);
+  if (!deltaMethod) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/DeltaAggregatedResources not found`);
+  return { service: { StreamAggregatedResources: method, DeltaAggregatedResources: deltaMethod }, method, deltaMethod };
 }

@@ -1,7 +1,12 @@
 /**
- * The state-of-the-world ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources
- * on @grpc/grpc-js. Resources are abstract: a ResourceProvider encodes them for a node and answers with a version
- * per (node, type, names); this module only runs the protocol.
+ * The ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService on @grpc/grpc-js, both methods on one grpc
+ * server: StreamAggregatedResources (state of the world, this module) and DeltaAggregatedResources (incremental,
+ * ./ads-delta.ts). Resources are abstract: a ResourceProvider encodes them for a node and answers with a version
+ * per (node, type, names); these modules only run the protocol.
+ *
+ * Shared by both stream kinds (the core below): the node check on the first request, the counters, the provider
+ * subscription fan-out (a change of a type reaches every open stream of either kind), streams() and close(), and
+ * the stream lifecycle (end, cancel, errors, a handler that throws ends that stream with INTERNAL).
  *
  * Protocol decisions (DESIGN.md, "xDS facts learned with the real client"; go-control-plane's SotW server where the
  * protocol leaves a choice):
@@ -24,13 +29,16 @@
  * - On a provider change of a type, every stream subscribed to that type is re-evaluated and pushed to (new version,
  *   new nonce) only if the provider's version for its names differs from the version last sent to it.
  * - A provider that throws is logged; the request (or push) is dropped for that stream only.
- * Delta xDS (DeltaAggregatedResources) is not implemented yet: grpc-js answers it with UNIMPLEMENTED.
+ * Delta xDS: see the decisions at the top of ./ads-delta.ts.
  */
 import * as grpc from '@grpc/grpc-js';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
+import { DeltaAdsStream } from './ads-delta.js';
 import {
   adsServiceDefinition,
   type AnyWireObject,
+  type DeltaDiscoveryRequestObject,
+  type DeltaDiscoveryResponseObject,
   type DiscoveryRequestObject,
   type DiscoveryResponseObject,
   type NodeObject,
@@ -44,12 +52,22 @@ export interface NodeIdentity {
   /** node.metadata.NETWORK */
   network?: string;
   locality: { region: string; zone: string; subzone: string };
+  /** node.user_agent_name ('gRPC Node', 'envoy', ...) */
+  userAgent?: string;
+  /** node.metadata.GENERATOR (Istio's proxyless bootstrap says 'grpc') */
+  generator?: string;
 }
 
 export interface EncodedResource {
   name: string;
   typeUrl: string;
+  /** the encoded message; never changed once handed out (delta streams cache a hash of it per Uint8Array) */
   value: Uint8Array;
+  /**
+   * This resource's own version, for delta streams (absent or '': they derive one from `value`). SotW streams use
+   * the ResourceSet's version only.
+   */
+  version?: string;
 }
 
 export interface ResourceSet {
@@ -77,6 +95,24 @@ export interface AdsServerOptions {
   maxStreamsPerConnection?: number;
   /** grpc.max_receive_message_length: the largest request accepted (default 4 MiB) */
   maxMessageBytes?: number;
+  /** told about streams, responses and answers (metrics) */
+  observer?: AdsObserver;
+}
+
+/** A stream as observers see it, once its node is known. */
+export interface AdsStreamInfo {
+  readonly id: number;
+  readonly node: NodeIdentity;
+}
+
+/** Hooks for metrics; called synchronously, so they must be cheap and must not throw. */
+export interface AdsObserver {
+  streamOpened?(stream: AdsStreamInfo): void;
+  streamClosed?(stream: AdsStreamInfo): void;
+  /** a response was written; `push`: because the provider announced a change */
+  sent?(stream: AdsStreamInfo, typeUrl: string, nonce: string, push: boolean): void;
+  /** the response with `nonce` was ACKed (`accepted`) or NACKed, `latencyMs` after it was sent */
+  answered?(stream: AdsStreamInfo, typeUrl: string, nonce: string, accepted: boolean, latencyMs: number): void;
 }
 
 export interface AdsCounters {
@@ -110,7 +146,30 @@ export interface AdsServerHandle {
 export const DEFAULT_MAX_STREAMS_PER_CONNECTION = 1000;
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-type AdsCall = grpc.ServerDuplexStream<DiscoveryRequestObject, DiscoveryResponseObject>;
+/** What the server core gives the protocol logic of one stream (SotW here, delta in ./ads-delta.ts). */
+export interface AdsStreamContext<Res> {
+  /** the stream's id, unique per server (for logs) */
+  readonly id: number;
+  readonly provider: ResourceProvider;
+  /** shared by every stream of the server, of both kinds */
+  readonly counters: AdsCounters;
+  readonly logger: Logger;
+  /** sends a response on the stream, counted (and a push when `push`); a failed write is logged, not thrown */
+  respond(res: Res, typeUrl: string, nonce: string, push: boolean): void;
+  /** the client ACKed (`accepted`) or NACKed the response with `nonce`: counted and observed */
+  answered(typeUrl: string, nonce: string, accepted: boolean): void;
+}
+
+/**
+ * The protocol logic of one stream. The core has checked the node of the first request, and calls these only while
+ * the stream is open; an exception ends the stream with INTERNAL (a request) or is logged (a push).
+ */
+export interface AdsStreamHandler<Req> {
+  /** a request; `node` is the identity from the stream's first request */
+  onRequest(req: Req, node: NodeIdentity): void;
+  /** the provider announced a change of `typeUrl` */
+  push(typeUrl: string, node: NodeIdentity): void;
+}
 
 interface TypeState {
   /** sorted, deduplicated; [] = wildcard (LDS/CDS) or nothing */
@@ -138,8 +197,11 @@ export function nodeIdentity(node: NodeObject | null | undefined): NodeIdentity 
   };
   const cluster = str('CLUSTER_ID');
   const network = str('NETWORK');
+  const generator = str('GENERATOR');
   if (cluster !== undefined) identity.cluster = cluster;
   if (network !== undefined) identity.network = network;
+  if (generator !== undefined) identity.generator = generator;
+  if (typeof node.user_agent_name === 'string' && node.user_agent_name !== '') identity.userAgent = node.user_agent_name;
   return identity;
 }
 
@@ -148,36 +210,19 @@ const normalizeNames = (names: unknown): string[] =>
 
 const sameNames = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((n, i) => n === b[i]);
 
-class AdsStream {
-  node: NodeIdentity | undefined;
+/** The state-of-the-world protocol logic of one stream. */
+class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
   readonly types = new Map<string, TypeState>();
   private nonce = 0;
-  closed = false;
 
-  constructor(
-    readonly id: number,
-    private readonly call: AdsCall,
-    private readonly server: AdsServerCore,
-  ) {}
+  constructor(private readonly context: AdsStreamContext<DiscoveryResponseObject>) {}
 
-  onRequest(req: DiscoveryRequestObject): void {
-    if (this.closed) return;
-    const { counters, logger } = this.server;
-    if (this.node === undefined) {
-      const node = nodeIdentity(req.node);
-      if (!node) {
-        counters.malformed++;
-        logger.warn({ stream: this.id }, 'ADS: first request without node (or node.id); closing the stream');
-        this.fail(grpc.status.INVALID_ARGUMENT, 'the first DiscoveryRequest of a stream must carry node with a non-empty id');
-        return;
-      }
-      this.node = node;
-      logger.debug({ stream: this.id, node }, 'ADS: stream opened');
-    }
+  onRequest(req: DiscoveryRequestObject, node: NodeIdentity): void {
+    const { counters, logger, id } = this.context;
     const typeUrl = typeof req.type_url === 'string' ? req.type_url : '';
     if (typeUrl === '') {
       counters.malformed++;
-      logger.warn({ stream: this.id, node: this.node.id }, 'ADS: request without type_url ignored');
+      logger.warn({ stream: id, node: node.id }, 'ADS: request without type_url ignored');
       return;
     }
     const nonce = typeof req.response_nonce === 'string' ? req.response_nonce : '';
@@ -186,22 +231,22 @@ class AdsStream {
 
     if (nonce === '') {
       // a new subscription, a re-request, or a reconnect carrying an old version_info: the full current state
-      this.respond(typeUrl, names, false);
+      this.respond(node, typeUrl, names, false);
       return;
     }
     if (state === undefined || nonce !== state.sentNonce) {
       counters.staleNonces++;
-      logger.debug({ stream: this.id, node: this.node.id, typeUrl, nonce, current: state?.sentNonce }, 'ADS: stale nonce ignored');
+      logger.debug({ stream: id, node: node.id, typeUrl, nonce, current: state?.sentNonce }, 'ADS: stale nonce ignored');
       return;
     }
+    this.context.answered(typeUrl, nonce, !req.error_detail);
     if (req.error_detail) {
-      counters.nacks++;
       state.nackedVersion = state.sentVersion;
       logger.warn(
         {
-          stream: this.id,
-          node: this.node.id,
-          cluster: this.node.cluster,
+          stream: id,
+          node: node.id,
+          cluster: node.cluster,
           typeUrl,
           rejectedVersion: state.sentVersion,
           acceptedVersion: state.ackedVersion,
@@ -211,26 +256,23 @@ class AdsStream {
         'ADS: NACK',
       );
     } else {
-      counters.acks++;
       state.ackedVersion = typeof req.version_info === 'string' ? req.version_info : '';
     }
-    if (!sameNames(names, state.names)) this.respond(typeUrl, names, false);
+    if (!sameNames(names, state.names)) this.respond(node, typeUrl, names, false);
   }
 
   /**
    * Answers `typeUrl` for `names` with the provider's current set. `onlyIfChanged`: a push, sent only when the
    * provider's version differs from the version last sent.
    */
-  respond(typeUrl: string, names: string[], onlyIfChanged: boolean): void {
-    const node = this.node;
-    if (this.closed || node === undefined) return;
-    const { counters, logger, provider } = this.server;
+  respond(node: NodeIdentity, typeUrl: string, names: string[], onlyIfChanged: boolean): void {
+    const { counters, logger, provider, id } = this.context;
     let set: ResourceSet | undefined;
     try {
       set = provider.resources(node, typeUrl, names);
     } catch (err) {
       counters.providerErrors++;
-      logger.error({ stream: this.id, node: node.id, typeUrl, err }, 'ADS: resource provider failed');
+      logger.error({ stream: id, node: node.id, typeUrl, err }, 'ADS: resource provider failed');
       return;
     }
     const previous = this.types.get(typeUrl);
@@ -243,85 +285,135 @@ class AdsStream {
     if (previous?.ackedVersion !== undefined) state.ackedVersion = previous.ackedVersion;
     if (previous?.nackedVersion !== undefined) state.nackedVersion = previous.nackedVersion;
     this.types.set(typeUrl, state);
-    counters.responses++;
-    if (onlyIfChanged) counters.pushes++;
-    try {
-      this.call.write({ version_info: version, resources, type_url: typeUrl, nonce });
-    } catch (err) {
-      logger.warn({ stream: this.id, node: node.id, typeUrl, err }, 'ADS: write failed');
-    }
+    this.context.respond({ version_info: version, resources, type_url: typeUrl, nonce }, typeUrl, nonce, onlyIfChanged);
   }
 
   /** Re-evaluates a subscribed type after a provider change. */
-  push(typeUrl: string): void {
+  push(typeUrl: string, node: NodeIdentity): void {
     const state = this.types.get(typeUrl);
-    if (state && !state.unknown) this.respond(typeUrl, state.names, true);
+    if (state && !state.unknown) this.respond(node, typeUrl, state.names, true);
   }
+}
 
-  fail(code: grpc.status, details: string): void {
-    if (this.closed) return;
-    this.server.forget(this);
-    try {
-      this.call.emit('error', { code, details });
-    } catch {
-      // the call is already gone
-    }
-  }
-
-  end(): void {
-    if (this.closed) return;
-    this.server.forget(this);
-    try {
-      this.call.end();
-    } catch {
-      // the call is already gone
-    }
-  }
-
-  markClosed(): void {
-    this.closed = true;
-  }
+/** An open stream of either kind, as the core tracks it. */
+interface OpenStream {
+  readonly id: number;
+  push(typeUrl: string): void;
+  /** ends the stream (OK) */
+  end(): void;
 }
 
 class AdsServerCore {
   readonly counters: AdsCounters = { responses: 0, pushes: 0, acks: 0, nacks: 0, staleNonces: 0, unknownTypes: 0, malformed: 0, providerErrors: 0 };
-  readonly streams = new Set<AdsStream>();
+  readonly streams = new Set<OpenStream>();
   private nextId = 0;
 
   constructor(
     readonly provider: ResourceProvider,
     readonly logger: Logger,
+    readonly observer: AdsObserver = {},
   ) {}
 
-  handle(call: AdsCall): void {
-    const stream = new AdsStream(++this.nextId, call, this);
-    this.streams.add(stream);
-    call.on('data', (req: DiscoveryRequestObject) => {
+  /**
+   * Runs one stream: checks the node of its first request (none, or an empty id: INVALID_ARGUMENT), then hands every
+   * request and every push to the handler `create` makes. `label` prefixes the log messages ('ADS', 'ADS delta');
+   * `requestName` names the request message in the INVALID_ARGUMENT status.
+   */
+  serve<Req extends { node?: NodeObject | null }, Res extends { type_url?: string }>(
+    call: grpc.ServerDuplexStream<Req, Res>,
+    { label, requestName }: { label: string; requestName: string },
+    create: (context: AdsStreamContext<Res>) => AdsStreamHandler<Req>,
+  ): void {
+    const { counters, logger, provider, observer } = this;
+    const id = ++this.nextId;
+    let node: NodeIdentity | undefined;
+    let info: AdsStreamInfo | undefined;
+    let closed = false;
+    /** per type: the last response sent and when, for the answer's latency */
+    const lastSent = new Map<string, { nonce: string; at: number }>();
+    const handler = create({
+      id,
+      provider,
+      counters,
+      logger,
+      respond: (res, typeUrl, nonce, push) => {
+        counters.responses++;
+        if (push) counters.pushes++;
+        lastSent.set(typeUrl, { nonce, at: performance.now() });
+        try {
+          call.write(res);
+        } catch (err) {
+          logger.warn({ stream: id, node: node?.id, typeUrl, err }, `${label}: write failed`);
+        }
+        if (info) observer.sent?.(info, typeUrl, nonce, push);
+      },
+      answered: (typeUrl, nonce, accepted) => {
+        if (accepted) counters.acks++;
+        else counters.nacks++;
+        const sent = lastSent.get(typeUrl);
+        if (info && sent?.nonce === nonce) observer.answered?.(info, typeUrl, nonce, accepted, performance.now() - sent.at);
+      },
+    });
+    const forget = (): void => {
+      if (!closed && info) observer.streamClosed?.(info);
+      closed = true;
+      this.streams.delete(stream);
+    };
+    const fail = (code: grpc.status, details: string): void => {
+      if (closed) return;
+      forget();
       try {
-        stream.onRequest(req);
+        call.emit('error', { code, details });
+      } catch {
+        // the call is already gone
+      }
+    };
+    const stream: OpenStream = {
+      id,
+      push: (typeUrl) => {
+        if (!closed && node !== undefined) handler.push(typeUrl, node);
+      },
+      end: () => {
+        if (closed) return;
+        forget();
+        try {
+          call.end();
+        } catch {
+          // the call is already gone
+        }
+      },
+    };
+    this.streams.add(stream);
+    call.on('data', (req: Req) => {
+      if (closed) return;
+      try {
+        if (node === undefined) {
+          node = nodeIdentity(req.node);
+          if (node === undefined) {
+            counters.malformed++;
+            logger.warn({ stream: id }, `${label}: first request without node (or node.id); closing the stream`);
+            fail(grpc.status.INVALID_ARGUMENT, `the first ${requestName} of a stream must carry node with a non-empty id`);
+            return;
+          }
+          info = { id, node };
+          observer.streamOpened?.(info);
+          logger.debug({ stream: id, node }, `${label}: stream opened`);
+        }
+        handler.onRequest(req, node);
       } catch (err) {
-        this.logger.error({ stream: stream.id, err }, 'ADS: request handling failed');
-        stream.fail(grpc.status.INTERNAL, 'internal error');
+        logger.error({ stream: id, err }, `${label}: request handling failed`);
+        fail(grpc.status.INTERNAL, 'internal error');
       }
     });
     call.on('end', () => {
       stream.end();
     });
     call.on('error', (err: Error) => {
-      this.logger.debug({ stream: stream.id, err: err.message }, 'ADS: stream error');
-      this.forget(stream);
+      logger.debug({ stream: id, err: err.message }, `${label}: stream error`);
+      forget();
     });
-    call.on('cancelled', () => {
-      this.forget(stream);
-    });
-    call.on('close', () => {
-      this.forget(stream);
-    });
-  }
-
-  forget(stream: AdsStream): void {
-    stream.markClosed();
-    this.streams.delete(stream);
+    call.on('cancelled', forget);
+    call.on('close', forget);
   }
 
   onChange(typeUrl: string): void {
@@ -335,18 +427,21 @@ class AdsServerCore {
   }
 }
 
-/** Starts the ADS server; resolves once it listens. */
+/** Starts the ADS server (SotW and delta); resolves once it listens. */
 export async function startAdsServer(options: AdsServerOptions): Promise<AdsServerHandle> {
   const logger = options.logger ?? SILENT_LOGGER;
-  const core = new AdsServerCore(options.provider, logger);
+  const core = new AdsServerCore(options.provider, logger, options.observer);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': options.maxStreamsPerConnection ?? DEFAULT_MAX_STREAMS_PER_CONNECTION,
   });
   const { service } = adsServiceDefinition();
   const implementation: grpc.UntypedServiceImplementation = {
-    StreamAggregatedResources: (call: AdsCall) => {
-      core.handle(call);
+    StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequestObject, DiscoveryResponseObject>) => {
+      core.serve(call, { label: 'ADS', requestName: 'DiscoveryRequest' }, (context) => new SotwStream(context));
+    },
+    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequestObject, DeltaDiscoveryResponseObject>) => {
+      core.serve(call, { label: 'ADS delta', requestName: 'DeltaDiscoveryRequest' }, (context) => new DeltaAdsStream(context));
     },
   };
   server.addService(service, implementation);

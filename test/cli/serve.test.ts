@@ -76,7 +76,7 @@ async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
 }
 
 /** What npm start runs, with free ports. */
-const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'];
+const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'];
 
 describe('meshfed serve --demo --config federation/demo.yaml (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {
@@ -87,7 +87,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
-    expect(stdout).toContain('not built yet');
+    expect(stdout).toContain('not built yet: DNS');
     expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 
     // a rotation started from another shell reaches the running server: it reloads the state dir and renews its own certificate
@@ -136,6 +136,29 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
       ['east-2', 'ready', 4],
       ['west-1', 'ready', 4],
     ]);
+
+    // the xDS server, and what a proxy in west-1 would get from it, through meshfed xds dump
+    expect(stdout).toMatch(/xDS {12}127\.0\.0\.1:\d+ ADS, state of the world and delta/);
+    expect(stdout).toContain(`npx meshfed xds dump --node-cluster east-1 --network net-east --locality us-east/us-east-1a --server ${run.api}`);
+    const dump = spawnSync(process.execPath, [...CLI, 'xds', 'dump', '--node-cluster', 'west-1', '--network', 'net-west', '--locality', 'us-west/us-west-1a', '--server', run.api], {
+      encoding: 'utf8',
+      env: cleanEnv({ MESHFED_API_TOKEN: token }),
+      timeout: 60_000,
+    });
+    expect(dump.stderr).toBe('');
+    expect(dump.status).toBe(0);
+    const dumped = JSON.parse(dump.stdout) as { kind: string; listeners: { resources: { name: string }[] }; endpoints: { resources: unknown[] } };
+    expect(dumped.kind).toBe('proxyless');
+    expect(dumped.listeners.resources.map((l) => l.name)).toContain('reviews.default.svc.cluster.local:9080');
+    const reviews = JSON.stringify(dumped.endpoints.resources.find((r) => JSON.stringify(r).includes('"outbound|9080||reviews.default.svc.cluster.local"')));
+    // west-1's own endpoints direct; east-1 and east-2 only through their gateways, each standing in its own locality
+    expect(reviews).toContain('127.0.3.1');
+    expect(reviews).toContain('"port_value":15443');
+    expect(reviews).toContain('"port_value":15444');
+    expect(reviews).not.toContain('127.0.1.1');
+    const badDump = spawnSync(process.execPath, [...CLI, 'xds', 'dump', '--node-cluster', 'Not_A_Name', '--server', run.api], { encoding: 'utf8', env: cleanEnv({ MESHFED_API_TOKEN: token }), timeout: 60_000 });
+    expect(badDump.status).toBe(1);
+    expect(badDump.stderr).toContain('(field: cluster)');
     expect(await run.stop()).toBe(0);
 
     // second start: the same token, not shown again
@@ -160,14 +183,14 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
   it('refuses to start on a bad federation file or a damaged registrations file, saying which and where', () => {
     const bad = join(work, 'bad.yaml');
     writeFileSync(bad, 'apiVersion: meshfed.io/v1alpha1\nkind: Cluster\nmetadata: { name: a }\nspec: { network: n1, gateways: [{ address: 192.0.2.1, port: 0 }] }\n');
-    const run = spawnSync(process.execPath, [...CLI, 'serve', '--config', bad, '--state-dir', join(work, 'bad-state'), '--trust-domain', 'bad.test', '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const run = spawnSync(process.execPath, [...CLI, 'serve', '--config', bad, '--state-dir', join(work, 'bad-state'), '--trust-domain', 'bad.test', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     expect(run.status).toBe(1);
     expect(run.stderr).toContain(`${bad}, document 1 (Cluster a): spec.gateways[0].port: must be 1-65535`);
 
     const stateDir = join(work, 'damaged-state');
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(join(stateDir, 'clusters.json'), '{"registrations": [');
-    const damaged = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'bad.test', '--cluster', 'c1', '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const damaged = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'bad.test', '--cluster', 'c1', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     expect(damaged.status).toBe(1);
     expect(damaged.stderr).toContain(`${join(stateDir, 'clusters.json')} is damaged: not valid JSON`);
     expect(readFileSync(join(stateDir, 'clusters.json'), 'utf8')).toBe('{"registrations": [');
@@ -182,7 +205,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     const { port } = blocker.address() as AddressInfo;
     try {
       const stateDir = join(work, 'port-taken');
-      const run = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'port.test', '--cluster', 'c1', '--api', `127.0.0.1:${port}`, '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+      const run = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'port.test', '--cluster', 'c1', '--api', `127.0.0.1:${port}`, '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
       expect(run.status).toBe(1);
       expect(run.stderr).toContain(`the API cannot listen on 127.0.0.1:${port}: the address is in use`);
       expect(existsSync(join(stateDir, 'api-token'))).toBe(false);

@@ -97,10 +97,15 @@ const fail = (name: string, message: string): never => {
   throw new Error(`Cluster ${JSON.stringify(name)}: ${message}`);
 };
 
-function duration(cluster: string, field: string, ms: number): DurationObject {
-  if (!Number.isFinite(ms) || ms <= 0) fail(cluster, `outlierDetection.${field} ${ms} must be > 0 ms`);
-  const seconds = Math.floor(ms / 1000);
-  const nanos = Math.round((ms - seconds * 1000) * 1e6);
+/**
+ * `ms` milliseconds as a google.protobuf.Duration (zero parts left out; nanos always below 1e9, as the proto
+ * requires). Throws, naming cluster `cluster` and option `field`, unless `ms` is finite and > 0.
+ */
+export function positiveDuration(cluster: string, field: string, ms: number): DurationObject {
+  if (!Number.isFinite(ms) || ms <= 0) fail(cluster, `${field} ${ms} must be > 0 ms`);
+  const totalNanos = Math.round(ms * 1e6);
+  const seconds = Math.floor(totalNanos / 1e9);
+  const nanos = totalNanos - seconds * 1e9;
   const d: DurationObject = {};
   if (seconds !== 0) d.seconds = seconds;
   if (nanos !== 0) d.nanos = nanos;
@@ -112,11 +117,12 @@ function uint32(cluster: string, field: string, v: number, max = 0xffff_ffff): U
   return v === 0 ? {} : { value: v };
 }
 
-function outlierDetection(cluster: string, o: OutlierDetectionOptions): OutlierDetectionObject {
+/** The OutlierDetection message for options `o` of cluster `cluster`; throws, naming the option, on a bad value. */
+export function outlierDetection(cluster: string, o: OutlierDetectionOptions): OutlierDetectionObject {
   const od: OutlierDetectionObject = {};
-  if (o.intervalMs !== undefined) od.interval = duration(cluster, 'intervalMs', o.intervalMs);
-  if (o.baseEjectionTimeMs !== undefined) od.base_ejection_time = duration(cluster, 'baseEjectionTimeMs', o.baseEjectionTimeMs);
-  if (o.maxEjectionTimeMs !== undefined) od.max_ejection_time = duration(cluster, 'maxEjectionTimeMs', o.maxEjectionTimeMs);
+  if (o.intervalMs !== undefined) od.interval = positiveDuration(cluster, 'outlierDetection.intervalMs', o.intervalMs);
+  if (o.baseEjectionTimeMs !== undefined) od.base_ejection_time = positiveDuration(cluster, 'outlierDetection.baseEjectionTimeMs', o.baseEjectionTimeMs);
+  if (o.maxEjectionTimeMs !== undefined) od.max_ejection_time = positiveDuration(cluster, 'outlierDetection.maxEjectionTimeMs', o.maxEjectionTimeMs);
   if (o.maxEjectionPercent !== undefined) od.max_ejection_percent = uint32(cluster, 'maxEjectionPercent', o.maxEjectionPercent, 100);
   if (o.successRate === false) {
     od.enforcing_success_rate = {};
@@ -174,10 +180,12 @@ function edsClusterRules(cluster: ClusterObject): void {
   if (eds?.ads === undefined) fail(name, 'eds_cluster_config.eds_config.ads is unset (grpc needs ads or self)');
   if (eds?.resource_api_version !== API_VERSION_V3) fail(name, 'eds_cluster_config.eds_config.resource_api_version is not V3');
   if ((cluster.lb_policy ?? 0) !== 0) fail(name, `lb_policy ${cluster.lb_policy ?? 0} is not ROUND_ROBIN`);
-  const od = cluster.outlier_detection;
-  if (od) {
-    for (const f of ['max_ejection_percent', 'enforcing_success_rate', 'enforcing_failure_percentage', 'failure_percentage_threshold'] as const) percent(name, f, od[f]);
-  }
+  if (cluster.outlier_detection) assertOutlierDetectionPercentages(name, cluster.outlier_detection);
+}
+
+/** Throws, naming cluster `name` and the field, when a percentage of outlier detection `od` is over 100. */
+export function assertOutlierDetectionPercentages(name: string, od: OutlierDetectionObject): void {
+  for (const f of ['max_ejection_percent', 'enforcing_success_rate', 'enforcing_failure_percentage', 'failure_percentage_threshold'] as const) percent(name, f, od[f]);
 }
 
 const clusterType = () => envoyType(MESSAGE_NAME.cluster);

@@ -1,0 +1,470 @@
+/**
+ * The federation as xDS resources: the ResourceProvider the ADS server serves, fed by the registry's snapshots.
+ * Topology decides (src/topology); this module only picks the view, builds, encodes, caches and announces.
+ *
+ * Views and caching. What a proxy gets depends on its kind (proxyless gRPC, Envoy sidecar, east-west gateway) and,
+ * for endpoints, on where it stands: EDS for clients is computed once per (kind, network, locality), gateway
+ * resources once per gateway cluster, and listeners, routes and client clusters once for everybody. Each resource
+ * is encoded once per view and the same bytes go to every proxy sharing that view.
+ *
+ * Versions. Every cached resource has a version (a counter); a change marks the resources of the changed services
+ * stale, and a stale resource is rebuilt on its next request: same bytes, same version (so no push), else a new
+ * version. A set's version is its one resource's version, or the versions of its resources joined; a wildcard set
+ * is remembered per view until something in that view changes.
+ *
+ * Pushes. Snapshot changes are coalesced (default 100 ms quiet, 1 s at most) and then announced per type: EDS when
+ * only endpoints changed (only the changed services' resources are rebuilt); every type, with every resource
+ * re-checked, when the catalog (services, ports, identities, where they run) or a cluster (network, locality, state,
+ * gateways) changed.
+ */
+import { createHash } from 'node:crypto';
+import { SILENT_LOGGER, type Logger } from '../logging.js';
+import type { FederatedSnapshot, SnapshotChange } from '../registry/snapshot.js';
+import { EMPTY_SNAPSHOT } from '../registry/snapshot.js';
+import {
+  DEFAULT_DOMAIN_SUFFIX,
+  federatedCatalog,
+  forProxylessClients,
+  gatewayAssignment,
+  loadAssignment,
+  type Catalog,
+  type CatalogService,
+  type LoadAssignment,
+  type ProxyView,
+} from '../topology/index.js';
+import type { EncodedResource, NodeIdentity, ResourceProvider, ResourceSet } from './ads-server.js';
+import { TYPE_URL } from './envoy-protos.js';
+import { clusterToAny, edsCluster, outboundClusterName } from './resources/cluster.js';
+import { clusterLoadAssignment, toAny as claToAny } from './resources/endpoints.js';
+import { gatewayCluster, gatewayClusterName, gatewayClusterToAny, gatewayListener, gatewayListenerName, gatewayListenerToAny } from './resources/gateway-listener.js';
+import { listenerToAny, proxylessListener } from './resources/listener.js';
+import { proxylessDomains, proxylessRouteConfiguration, routeConfigurationToAny } from './resources/route.js';
+import { sidecarCluster, sidecarClusterToAny } from './resources/sidecar-cluster.js';
+
+export type ProxyKind = 'proxyless' | 'sidecar' | 'gateway';
+
+/**
+ * What kind of proxy a node is. Istio's conventions: a node id starting `router~` is a gateway; Istio's proxyless
+ * bootstrap sets metadata GENERATOR=grpc, and grpc clients name themselves `gRPC ...` in user_agent_name; Envoy says
+ * `envoy`. Anything else is taken for a proxyless client (the one kind meshfed serves completely without Istio).
+ */
+export function proxyKind(node: NodeIdentity): ProxyKind {
+  if (node.id.startsWith('router~')) return 'gateway';
+  if (node.generator === 'grpc' || node.userAgent?.startsWith('gRPC') === true) return 'proxyless';
+  if (node.userAgent === 'envoy' || node.id.startsWith('sidecar~')) return 'sidecar';
+  return 'proxyless';
+}
+
+/** Where meshfed gets snapshots: the registry. */
+export interface SnapshotFeed {
+  snapshot(): FederatedSnapshot;
+  subscribe(listener: (snapshot: FederatedSnapshot, change: SnapshotChange) => void): () => void;
+}
+
+export interface FederationXdsOptions {
+  /** quiet time before coalesced changes are pushed (default 100 ms) */
+  debounceMs?: number;
+  /** longest a change waits to be pushed however busy the registry is (default 1 s) */
+  maxDelayMs?: number;
+  /** service hostnames are NAME.NAMESPACE.svc.SUFFIX (default cluster.local) */
+  domainSuffix?: string;
+  /** the trust domain whose SPIFFE IDs Envoy sidecars expect of a service's endpoints; no SAN check when absent */
+  trustDomain?: string;
+  logger?: Logger;
+}
+
+/** What a push announced: its types, and when the oldest change it carries was seen. */
+export interface AppliedChange {
+  types: string[];
+  seenAt: number;
+  snapshotVersion: number;
+}
+
+export const DEFAULT_PUSH_DEBOUNCE_MS = 100;
+export const DEFAULT_PUSH_MAX_DELAY_MS = 1_000;
+
+/** ADS order: clusters before their endpoints, listeners before their routes. */
+const ALL_TYPES = [TYPE_URL.cluster, TYPE_URL.clusterLoadAssignment, TYPE_URL.listener, TYPE_URL.routeConfiguration];
+
+interface Entry {
+  bytes: Uint8Array;
+  version: string;
+  stale: boolean;
+  /** the service it was built from, for invalidation */
+  service: string;
+  cache: ViewCache;
+}
+
+/** The resources of one type for one view. */
+interface ViewCache {
+  typeUrl: string;
+  entries: Map<string, Entry>;
+  wildcard?: ResourceSet;
+}
+
+/** A resource name resolved to the service port it stands for. */
+interface Target {
+  service: CatalogService;
+  port: number;
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
+
+export class FederationXds implements ResourceProvider {
+  readonly #feed: SnapshotFeed;
+  readonly #log: Logger;
+  readonly #debounceMs: number;
+  readonly #maxDelayMs: number;
+  readonly #domainSuffix: string;
+  readonly #trustDomain: string | undefined;
+  readonly #listeners = new Set<(typeUrl: string) => void>();
+  readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
+  readonly #caches = new Map<string, ViewCache>();
+  /** service key → entries built from it */
+  readonly #byService = new Map<string, Set<Entry>>();
+  readonly #unsubscribe: () => void;
+  #snapshot: FederatedSnapshot = EMPTY_SNAPSHOT;
+  #catalog: Catalog;
+  #catalogJson = new Map<string, string>();
+  #clusterSignatures = new Map<string, string>();
+  #seq = 0;
+  #pending: { services: Set<string>; seenAt: number } | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+
+  constructor(feed: SnapshotFeed, options: FederationXdsOptions = {}) {
+    this.#feed = feed;
+    this.#log = options.logger ?? SILENT_LOGGER;
+    this.#debounceMs = options.debounceMs ?? DEFAULT_PUSH_DEBOUNCE_MS;
+    this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_PUSH_MAX_DELAY_MS;
+    this.#domainSuffix = options.domainSuffix ?? DEFAULT_DOMAIN_SUFFIX;
+    this.#trustDomain = options.trustDomain;
+    this.#snapshot = feed.snapshot();
+    this.#catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
+    this.#catalogJson = catalogJson(this.#catalog);
+    this.#clusterSignatures = clusterSignatures(this.#snapshot);
+    this.#unsubscribe = feed.subscribe((_snapshot, change) => {
+      this.#onChange(change);
+    });
+  }
+
+  /** The snapshot resources are currently built from. */
+  snapshot(): FederatedSnapshot {
+    return this.#snapshot;
+  }
+
+  catalog(): Catalog {
+    return this.#catalog;
+  }
+
+  subscribe(listener: (typeUrl: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Called after each push is announced (for convergence metrics). */
+  onApplied(listener: (change: AppliedChange) => void): () => void {
+    this.#appliedListeners.add(listener);
+    return () => this.#appliedListeners.delete(listener);
+  }
+
+  /** Applies pending changes and announces them now instead of waiting for the debounce window. */
+  flush(): void {
+    this.#apply();
+  }
+
+  close(): void {
+    clearTimeout(this.#debounce);
+    clearTimeout(this.#deadline);
+    this.#unsubscribe();
+    this.#listeners.clear();
+    this.#appliedListeners.clear();
+  }
+
+  resources(node: NodeIdentity, typeUrl: string, names: readonly string[]): ResourceSet | undefined {
+    const kind = proxyKind(node);
+    const plan = this.#plan(kind, node, typeUrl);
+    if (!plan) return undefined;
+    const cache = this.#cache(`${kind}|${typeUrl}|${plan.view}`, typeUrl);
+    if (names.length === 0 && plan.all) {
+      if (cache.wildcard) return cache.wildcard;
+      const all = plan.all().map((name) => this.#entry(cache, name, plan)).filter((r): r is EncodedResource => r !== undefined);
+      cache.wildcard = { version: fingerprint(all.map((r) => `${r.name}@${r.version ?? ''}`).join(',')), resources: all };
+      return cache.wildcard;
+    }
+    const resources = names.map((name) => this.#entry(cache, name, plan)).filter((r): r is EncodedResource => r !== undefined);
+    const version = resources.length === 1 ? (resources[0]?.version ?? '') : resources.map((r) => `${r.name}@${r.version ?? ''}`).join(',');
+    return { version: resources.length === 0 ? 'empty' : version, resources };
+  }
+
+  // ---- what to build for whom -----------------------------------------------------------------
+
+  #plan(kind: ProxyKind, node: NodeIdentity, typeUrl: string): Plan | undefined {
+    const catalog = this.#catalog;
+    const snapshot = this.#snapshot;
+    const outbound = (name: string, build: (t: Target) => Uint8Array): Resolved | undefined => {
+      const t = this.#outboundTarget(name);
+      return t && { service: t.service.key, build: () => build(t) };
+    };
+    const eds = (shape: (a: LoadAssignment) => LoadAssignment): Plan => {
+      const proxy: ProxyView = { locality: node.locality };
+      if (node.network !== undefined) proxy.network = node.network;
+      if (node.cluster !== undefined) proxy.cluster = node.cluster;
+      return {
+        view: `${proxy.network ?? ''}|${node.locality.region}|${node.locality.zone}|${node.locality.subzone}`,
+        all: undefined,
+        resolve: (name) => outbound(name, (t) => claToAny(clusterLoadAssignment(name, shape(loadAssignment(snapshot, proxy, t.service.key, t.port)))).value),
+      };
+    };
+    switch (kind) {
+      case 'proxyless':
+        if (typeUrl === TYPE_URL.listener || typeUrl === TYPE_URL.routeConfiguration) {
+          const listener = typeUrl === TYPE_URL.listener;
+          return {
+            view: '',
+            all: () => catalog.services.flatMap((s) => s.ports.map((p) => `${s.host}:${String(p.port)}`)),
+            resolve: (name) => {
+              const t = this.#listenerTarget(name);
+              if (!t) return undefined;
+              const cluster = outboundClusterName(t.service.host, t.port);
+              return {
+                service: t.service.key,
+                build: () =>
+                  listener
+                    ? listenerToAny(proxylessListener(name, name)).value
+                    : routeConfigurationToAny(proxylessRouteConfiguration(name, proxylessDomains(t.service.host, t.port), cluster)).value,
+              };
+            },
+          };
+        }
+        if (typeUrl === TYPE_URL.cluster) return { view: '', all: () => this.#outboundNames(), resolve: (name) => outbound(name, () => clusterToAny(edsCluster(name)).value) };
+        if (typeUrl === TYPE_URL.clusterLoadAssignment) return eds(forProxylessClients);
+        return undefined;
+      case 'sidecar':
+        if (typeUrl === TYPE_URL.cluster) {
+          return {
+            view: '',
+            all: () => this.#outboundNames(),
+            resolve: (name) => outbound(name, (t) => sidecarClusterToAny(sidecarCluster(t.service.host, t.port, { subjectAltNames: this.#spiffeIds(t.service) })).value),
+          };
+        }
+        if (typeUrl === TYPE_URL.clusterLoadAssignment) return eds((a) => a);
+        return undefined;
+      case 'gateway': {
+        const cluster = node.cluster ?? '';
+        const local = (): CatalogService[] => catalog.services.filter((s) => s.clusters.includes(cluster));
+        const gateway = (name: string, build: (t: Target) => Uint8Array): Resolved | undefined => {
+          const t = this.#gatewayTarget(name, cluster);
+          return t && { service: t.service.key, build: () => build(t) };
+        };
+        if (typeUrl === TYPE_URL.listener) {
+          return {
+            view: cluster,
+            // Envoy refuses a listener without filter chains: a gateway with no local service gets none
+            all: () => (local().length > 0 ? [GATEWAY_LISTENER] : []),
+            resolve: (name) =>
+              name !== GATEWAY_LISTENER || local().length === 0
+                ? undefined
+                : {
+                    // the listener depends on the whole catalog: rebuilt on every catalog change
+                    service: '',
+                    build: () =>
+                      gatewayListenerToAny(
+                        gatewayListener(
+                          local().flatMap((s) =>
+                            s.ports.map((p) => {
+                              const sni = gatewayClusterName(s.host, p.port);
+                              // proxyless clients send the bare authority: accepted when it names one port
+                              return { serverNames: s.ports.length === 1 ? [sni, s.host] : [sni], cluster: sni };
+                            }),
+                          ),
+                        ),
+                      ).value,
+                  },
+          };
+        }
+        if (typeUrl === TYPE_URL.cluster) {
+          return {
+            view: cluster,
+            all: () => local().flatMap((s) => s.ports.map((p) => gatewayClusterName(s.host, p.port))),
+            resolve: (name) => gateway(name, () => gatewayClusterToAny(gatewayCluster(name)).value),
+          };
+        }
+        if (typeUrl === TYPE_URL.clusterLoadAssignment) {
+          return {
+            view: cluster,
+            all: undefined,
+            resolve: (name) => gateway(name, (t) => claToAny(clusterLoadAssignment(name, gatewayAssignment(snapshot, cluster, t.service.key, t.port))).value),
+          };
+        }
+        return undefined;
+      }
+    }
+  }
+
+  #outboundNames(): string[] {
+    return this.#catalog.services.flatMap((s) => s.ports.map((p) => outboundClusterName(s.host, p.port)));
+  }
+
+  /** `outbound|PORT||HOST` */
+  #outboundTarget(name: string): Target | undefined {
+    const match = /^outbound\|(\d{1,5})\|\|(.+)$/.exec(name);
+    return match ? this.#portOf(match[2] ?? '', Number(match[1])) : undefined;
+  }
+
+  /** `HOST:PORT`, or `HOST` for a service with one port */
+  #listenerTarget(name: string): Target | undefined {
+    const match = /^(.+):(\d{1,5})$/.exec(name);
+    if (match) return this.#portOf(match[1] ?? '', Number(match[2]));
+    const service = this.#catalog.byHost.get(name);
+    const only = service?.ports.length === 1 ? service.ports[0] : undefined;
+    return service && only ? { service, port: only.port } : undefined;
+  }
+
+  /** `outbound_.PORT_._.HOST`, for a service that runs in `cluster` */
+  #gatewayTarget(name: string, cluster: string): Target | undefined {
+    const match = /^outbound_\.(\d{1,5})_\._\.(.+)$/.exec(name);
+    const target = match ? this.#portOf(match[2] ?? '', Number(match[1])) : undefined;
+    return target?.service.clusters.includes(cluster) ? target : undefined;
+  }
+
+  #portOf(host: string, port: number): Target | undefined {
+    const service = this.#catalog.byHost.get(host);
+    return service?.ports.some((p) => p.port === port) ? { service, port } : undefined;
+  }
+
+  #spiffeIds(service: CatalogService): string[] {
+    const td = this.#trustDomain;
+    if (td === undefined) return [];
+    return service.identities.map((id) => {
+      const [ns, sa] = id.split('/');
+      return `spiffe://${td}/ns/${ns ?? ''}/sa/${sa ?? ''}`;
+    });
+  }
+
+  // ---- the cache ------------------------------------------------------------------------------
+
+  #cache(key: string, typeUrl: string): ViewCache {
+    let cache = this.#caches.get(key);
+    if (!cache) {
+      cache = { typeUrl, entries: new Map() };
+      this.#caches.set(key, cache);
+    }
+    return cache;
+  }
+
+  #entry(cache: ViewCache, name: string, plan: Plan): EncodedResource | undefined {
+    let entry = cache.entries.get(name);
+    if (entry && !entry.stale) return { name, typeUrl: cache.typeUrl, value: entry.bytes, version: entry.version };
+    const resolved = plan.resolve(name);
+    if (!resolved) {
+      if (entry) this.#drop(cache, name, entry);
+      return undefined;
+    }
+    const bytes = resolved.build();
+    if (entry && sameBytes(entry.bytes, bytes)) {
+      entry.stale = false;
+    } else {
+      if (entry) this.#drop(cache, name, entry);
+      entry = { bytes, version: String(++this.#seq), stale: false, service: resolved.service, cache };
+      cache.entries.set(name, entry);
+      let set = this.#byService.get(entry.service);
+      if (!set) {
+        set = new Set();
+        this.#byService.set(entry.service, set);
+      }
+      set.add(entry);
+    }
+    return { name, typeUrl: cache.typeUrl, value: entry.bytes, version: entry.version };
+  }
+
+  #drop(cache: ViewCache, name: string, entry: Entry): void {
+    cache.entries.delete(name);
+    this.#byService.get(entry.service)?.delete(entry);
+  }
+
+  // ---- changes --------------------------------------------------------------------------------
+
+  #onChange(change: SnapshotChange): void {
+    this.#pending ??= { services: new Set(), seenAt: performance.now() };
+    for (const s of change.services) this.#pending.services.add(s);
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#apply();
+    }, this.#debounceMs);
+    this.#deadline ??= setTimeout(() => {
+      this.#apply();
+    }, this.#maxDelayMs);
+  }
+
+  #apply(): void {
+    clearTimeout(this.#debounce);
+    clearTimeout(this.#deadline);
+    this.#debounce = undefined;
+    this.#deadline = undefined;
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (!pending) return;
+    this.#snapshot = this.#feed.snapshot();
+    const catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
+    const json = catalogJson(catalog);
+    const catalogChanged = json.size !== this.#catalogJson.size || [...json].some(([key, value]) => this.#catalogJson.get(key) !== value);
+    const clusters = clusterSignatures(this.#snapshot);
+    const clustersChanged = clusters.size !== this.#clusterSignatures.size || [...clusters].some(([name, value]) => this.#clusterSignatures.get(name) !== value);
+    this.#catalog = catalog;
+    this.#catalogJson = json;
+    this.#clusterSignatures = clusters;
+    let types: string[];
+    if (catalogChanged || clustersChanged) {
+      for (const cache of this.#caches.values()) {
+        cache.wildcard = undefined;
+        for (const entry of cache.entries.values()) entry.stale = true;
+      }
+      types = ALL_TYPES;
+    } else {
+      for (const service of pending.services) {
+        for (const entry of this.#byService.get(service) ?? []) {
+          entry.stale = true;
+          entry.cache.wildcard = undefined;
+        }
+      }
+      types = [TYPE_URL.clusterLoadAssignment];
+    }
+    this.#log.debug({ snapshot: this.#snapshot.version, services: pending.services.size, catalogChanged, clustersChanged }, 'xDS: pushing');
+    for (const type of types) {
+      for (const listener of this.#listeners) listener(type);
+    }
+    const applied: AppliedChange = { types, seenAt: pending.seenAt, snapshotVersion: this.#snapshot.version };
+    for (const listener of this.#appliedListeners) listener(applied);
+  }
+}
+
+interface Resolved {
+  /** the service key it is built from, for invalidation ('' for resources built from the whole catalog) */
+  service: string;
+  build(): Uint8Array;
+}
+
+interface Plan {
+  /** the view within the kind and type: resources are shared by every proxy with the same view */
+  view: string;
+  /** every resource's name, for a wildcard request (LDS and CDS); undefined: the type has no wildcard */
+  all: (() => string[]) | undefined;
+  resolve(name: string): Resolved | undefined;
+}
+
+const GATEWAY_LISTENER = gatewayListenerName();
+
+/** What of a cluster, beyond its services, shapes what proxies see: network, locality, state, gateways. */
+function clusterSignatures(snapshot: FederatedSnapshot): Map<string, string> {
+  return new Map(
+    [...snapshot.clusters].map(([name, view]) => [name, JSON.stringify([view.cluster.network, view.cluster.region, view.cluster.zone, view.state, view.gateways])]),
+  );
+}
+
+function catalogJson(catalog: Catalog): Map<string, string> {
+  return new Map(catalog.services.map((s) => [s.key, JSON.stringify(s)]));
+}
+
+/** A short fingerprint of a long version string. */
+const fingerprint = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22);

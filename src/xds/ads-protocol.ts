@@ -10,7 +10,9 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { MethodDefinition, Options, PackageDefinition } from '@grpc/proto-loader';
+import type { MethodDefinition as GrpcMethodDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const ADS_METHOD_PATH = `/${ADS_SERVICE_NAME}/StreamAggregatedResources`;
@@ -129,4 +131,47 @@ export function adsServiceDefinition(): { service: AdsServiceDefinition; method:
   if (!method) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/StreamAggregatedResources not found`);
   if (!deltaMethod) throw new Error(`${ADS_PROTO_FILE}: ${ADS_SERVICE_NAME}/DeltaAggregatedResources not found`);
   return { service: { StreamAggregatedResources: method, DeltaAggregatedResources: deltaMethod }, method, deltaMethod };
+}
+
+/** A DiscoveryResponse as the server writes it: already in wire form (see encodeDiscoveryResponse). */
+export type EncodedDiscoveryResponse = Buffer;
+
+/** The resources field (2) of a DiscoveryResponse holding one Any, per resource bytes: shared by every stream. */
+const anyFields = new WeakMap<Uint8Array, { typeUrl: string; field: Buffer }>();
+
+function anyField(typeUrl: string, value: Uint8Array): Buffer {
+  const known = anyFields.get(value);
+  if (known?.typeUrl === typeUrl) return known.field;
+  const writer = protobuf.Writer.create();
+  writer.uint32(18).fork().uint32(10).string(typeUrl).uint32(18).bytes(value).ldelim();
+  const field = Buffer.from(writer.finish());
+  anyFields.set(value, { typeUrl, field });
+  return field;
+}
+
+/**
+ * A DiscoveryResponse in wire form, without going through proto-loader's per-call encoding: each resource's Any is
+ * encoded once per resource bytes and reused for every stream it is sent to, so a push to thousands of streams costs
+ * little more than writing the same bytes to each (field order does not matter to a protobuf decoder).
+ */
+export function encodeDiscoveryResponse(res: { version_info: string; resources: readonly AnyWireObject[]; type_url: string; nonce: string }): EncodedDiscoveryResponse {
+  const head = protobuf.Writer.create();
+  if (res.version_info !== '') head.uint32(10).string(res.version_info);
+  const tail = protobuf.Writer.create();
+  if (res.type_url !== '') tail.uint32(34).string(res.type_url);
+  if (res.nonce !== '') tail.uint32(42).string(res.nonce);
+  return Buffer.concat([head.finish(), ...res.resources.map((r) => anyField(r.type_url, r.value)), tail.finish()]);
+}
+
+/** The SotW method as the server registers it: responses are written already encoded. */
+export function encodedResponseMethod(method: AdsMethodDefinition): GrpcMethodDefinition<DiscoveryRequestObject, EncodedDiscoveryResponse> {
+  return {
+    path: method.path,
+    requestStream: method.requestStream,
+    responseStream: method.responseStream,
+    requestSerialize: method.requestSerialize,
+    requestDeserialize: method.requestDeserialize,
+    responseSerialize: (value: EncodedDiscoveryResponse) => value,
+    responseDeserialize: (bytes: Buffer) => bytes,
+  };
 }

@@ -33,16 +33,19 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
-import { DeltaAdsStream } from './ads-delta.js';
+import { DeltaAdsStream, resourceVersion } from './ads-delta.js';
 import {
   adsServiceDefinition,
   type AnyWireObject,
   type DeltaDiscoveryRequestObject,
   type DeltaDiscoveryResponseObject,
   type DiscoveryRequestObject,
-  type DiscoveryResponseObject,
+  encodeDiscoveryResponse,
+  encodedResponseMethod,
+  type EncodedDiscoveryResponse,
   type NodeObject,
 } from './ads-protocol.js';
+import { TYPE_URL } from './envoy-protos.js';
 
 /** Who a proxy is, from the `node` of the first request of its stream. */
 export interface NodeIdentity {
@@ -176,6 +179,8 @@ interface TypeState {
   names: string[];
   sentVersion: string;
   sentNonce: string;
+  /** the version of every resource of the set last sent (including those a push left out as unchanged) */
+  sent: Map<string, string>;
   ackedVersion?: string;
   nackedVersion?: string;
   /** the provider does not serve this type */
@@ -205,6 +210,12 @@ export function nodeIdentity(node: NodeObject | null | undefined): NodeIdentity 
   return identity;
 }
 
+/**
+ * Types whose SotW responses must hold every resource (leaving one out deletes it): Listener and Cluster. For the
+ * others (RouteConfiguration, ClusterLoadAssignment) a push carries only the resources that changed.
+ */
+const ALL_REQUIRED: ReadonlySet<string> = new Set([TYPE_URL.listener, TYPE_URL.cluster]);
+
 const normalizeNames = (names: unknown): string[] =>
   Array.isArray(names) ? [...new Set(names.filter((n): n is string => typeof n === 'string'))].sort() : [];
 
@@ -215,7 +226,7 @@ class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
   readonly types = new Map<string, TypeState>();
   private nonce = 0;
 
-  constructor(private readonly context: AdsStreamContext<DiscoveryResponseObject>) {}
+  constructor(private readonly context: AdsStreamContext<EncodedDiscoveryResponse>) {}
 
   onRequest(req: DiscoveryRequestObject, node: NodeIdentity): void {
     const { counters, logger, id } = this.context;
@@ -279,13 +290,17 @@ class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
     if (onlyIfChanged && (previous === undefined || previous.unknown || set === undefined || set.version === previous.sentVersion)) return;
     if (set === undefined) counters.unknownTypes++;
     const version = set?.version ?? '';
-    const resources: AnyWireObject[] = (set?.resources ?? []).map((r) => ({ type_url: r.typeUrl, value: r.value }));
+    const all = set?.resources ?? [];
+    const sent = new Map(all.map((r) => [r.name, resourceVersion(r)]));
+    // a push of a type whose resources are not all required carries only what changed since this stream's last response
+    const changed = onlyIfChanged && previous !== undefined && !ALL_REQUIRED.has(typeUrl) && all.every((r) => previous.sent.has(r.name)) ? all.filter((r) => previous.sent.get(r.name) !== sent.get(r.name)) : all;
+    const resources: AnyWireObject[] = changed.map((r) => ({ type_url: r.typeUrl, value: r.value }));
     const nonce = String(++this.nonce);
-    const state: TypeState = { names, sentVersion: version, sentNonce: nonce, unknown: set === undefined };
+    const state: TypeState = { names, sentVersion: version, sentNonce: nonce, sent, unknown: set === undefined };
     if (previous?.ackedVersion !== undefined) state.ackedVersion = previous.ackedVersion;
     if (previous?.nackedVersion !== undefined) state.nackedVersion = previous.nackedVersion;
     this.types.set(typeUrl, state);
-    this.context.respond({ version_info: version, resources, type_url: typeUrl, nonce }, typeUrl, nonce, onlyIfChanged);
+    this.context.respond(encodeDiscoveryResponse({ version_info: version, resources, type_url: typeUrl, nonce }), typeUrl, nonce, onlyIfChanged);
   }
 
   /** Re-evaluates a subscribed type after a provider change. */
@@ -319,7 +334,7 @@ class AdsServerCore {
    * request and every push to the handler `create` makes. `label` prefixes the log messages ('ADS', 'ADS delta');
    * `requestName` names the request message in the INVALID_ARGUMENT status.
    */
-  serve<Req extends { node?: NodeObject | null }, Res extends { type_url?: string }>(
+  serve<Req extends { node?: NodeObject | null }, Res>(
     call: grpc.ServerDuplexStream<Req, Res>,
     { label, requestName }: { label: string; requestName: string },
     create: (context: AdsStreamContext<Res>) => AdsStreamHandler<Req>,
@@ -435,9 +450,10 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
     'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': options.maxStreamsPerConnection ?? DEFAULT_MAX_STREAMS_PER_CONNECTION,
   });
-  const { service } = adsServiceDefinition();
+  const { service: loaded } = adsServiceDefinition();
+  const service = { ...loaded, StreamAggregatedResources: encodedResponseMethod(loaded.StreamAggregatedResources) };
   const implementation: grpc.UntypedServiceImplementation = {
-    StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequestObject, DiscoveryResponseObject>) => {
+    StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequestObject, EncodedDiscoveryResponse>) => {
       core.serve(call, { label: 'ADS', requestName: 'DiscoveryRequest' }, (context) => new SotwStream(context));
     },
     DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequestObject, DeltaDiscoveryResponseObject>) => {

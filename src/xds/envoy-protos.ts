@@ -131,14 +131,23 @@ export interface AnyObject {
  * Error naming the message and the field path. Returns the bytes, so decode(encode(obj)) equals obj always.
  */
 export function checkedEncode(type: Type, obj: ProtoObject): Uint8Array {
+  const known = checked.get(obj);
+  if (known?.type === type) return known.bytes;
   const what = type.fullName.replace(/^\./, '');
   const invalid = type.verify(obj);
   if (invalid !== null) throw new Error(`${what}: invalid field: ${invalid}`);
   const bytes = type.encode(type.fromObject(obj)).finish();
-  const diff = firstDifference(obj, decodeToObject(type, bytes), '');
+  const diff = firstDifference(obj, decodeToObject(type, bytes), []);
   if (diff !== undefined) throw new Error(`${what}: field ${diff} (fromObject drops misspelled or unknown fields silently)`);
+  checked.set(obj, { type, bytes });
   return bytes;
 }
+
+/**
+ * Objects checkedEncode has checked, with their bytes: a builder checks what it builds and the codec encodes the
+ * same object right after, so the expensive round trip runs once. Built objects are never mutated afterwards.
+ */
+const checked = new WeakMap<object, { type: Type; bytes: Uint8Array }>();
 
 /** The wire form of one resource type. */
 export interface ResourceCodec<T> {
@@ -149,12 +158,15 @@ export interface ResourceCodec<T> {
   toAny: (value: T) => AnyObject;
 }
 
-/** One home for every resource type's encode/decode/Any: `check` holds that type's own rules (what clients NACK). */
-export function resourceCodec<T extends ProtoObject>(messageName: string, typeUrl: string, check: (value: T) => void): ResourceCodec<T> {
+/**
+ * One home for every resource type's encode/decode/Any: `check` holds that type's own rules (what clients NACK).
+ * `encoder` replaces checkedEncode for a hot type that has its own strict encoder (one that refuses unknown keys).
+ */
+export function resourceCodec<T extends ProtoObject>(messageName: string, typeUrl: string, check: (value: T) => void, encoder?: (value: T) => Uint8Array): ResourceCodec<T> {
   const type = (): Type => envoyType(messageName);
   const encode = (value: T): Uint8Array => {
     check(value);
-    return checkedEncode(type(), value);
+    return encoder ? encoder(value) : checkedEncode(type(), value);
   };
   return { encode, decode: (bytes) => decodeToObject(type(), bytes) as T, toAny: (value) => ({ type_url: typeUrl, value: encode(value) }) };
 }
@@ -169,38 +181,54 @@ export function decodeToObject(type: Type, bytes: Uint8Array): unknown {
   return type.toObject(type.decode(bytes), TO_OBJECT_OPTIONS);
 }
 
-/** A description of the first difference between `want` (built) and `got` (round-tripped), or undefined. */
-function firstDifference(want: unknown, got: unknown, path: string): string | undefined {
-  const at = path === '' ? '(root)' : path;
+/**
+ * A description of the first difference between `want` (built) and `got` (round-tripped), or undefined. `path` is
+ * the stack of keys down to here, joined only when a difference is found (this runs on every encode).
+ */
+function firstDifference(want: unknown, got: unknown, path: (string | number)[]): string | undefined {
+  const at = (): string => (path.length === 0 ? '(root)' : formatPath(path));
   if (Array.isArray(want)) {
-    if (!Array.isArray(got)) return `${at}: expected a list, got ${describe(got)}`;
-    if (want.length !== got.length) return `${at}: ${want.length} items became ${got.length}`;
+    if (!Array.isArray(got)) return `${at()}: expected a list, got ${describe(got)}`;
+    if (want.length !== got.length) return `${at()}: ${want.length} items became ${got.length}`;
     for (let i = 0; i < want.length; i++) {
-      const d = firstDifference(want[i], got[i], `${path}[${i}]`);
+      path.push(i);
+      const d = firstDifference(want[i], got[i], path);
+      path.pop();
       if (d !== undefined) return d;
     }
     return undefined;
   }
   if (want instanceof Uint8Array) {
-    return got instanceof Uint8Array && Buffer.from(want).equals(Buffer.from(got)) ? undefined : `${at}: bytes changed`;
+    return got instanceof Uint8Array && Buffer.from(want).equals(Buffer.from(got)) ? undefined : `${at()}: bytes changed`;
   }
   if (isRecord(want)) {
-    if (!isRecord(got)) return `${at}: expected a message, got ${describe(got)}`;
-    for (const key of Object.keys(want)) {
-      const child = path === '' ? key : `${path}.${key}`;
+    if (!isRecord(got)) return `${at()}: expected a message, got ${describe(got)}`;
+    let wantKeys = 0;
+    for (const key in want) {
+      wantKeys++;
+      path.push(key);
+      let d: string | undefined;
       if (!(key in got)) {
-        return want[key] === undefined ? `${child}: undefined value (leave the key out)` : `${child}: dropped (not a field of this message, or a default value)`;
+        d = want[key] === undefined ? `${at()}: undefined value (leave the key out)` : `${at()}: dropped (not a field of this message, or a default value)`;
+      } else {
+        d = firstDifference(want[key], got[key], path);
       }
-      const d = firstDifference(want[key], got[key], child);
+      path.pop();
       if (d !== undefined) return d;
     }
-    for (const key of Object.keys(got)) {
-      if (!(key in want)) return `${path === '' ? key : `${path}.${key}`}: appeared in the round trip`;
+    const gotKeys = Object.keys(got).length;
+    if (gotKeys !== wantKeys) {
+      for (const key of Object.keys(got)) {
+        if (!(key in want)) return `${formatPath([...path, key])}: appeared in the round trip`;
+      }
     }
     return undefined;
   }
-  return Object.is(want, got) ? undefined : `${at}: ${describe(want)} became ${describe(got)}`;
+  return Object.is(want, got) ? undefined : `${at()}: ${describe(want)} became ${describe(got)}`;
 }
+
+const formatPath = (path: readonly (string | number)[]): string =>
+  path.map((part, i) => (typeof part === 'number' ? `[${String(part)}]` : i === 0 ? part : `.${part}`)).join('');
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);

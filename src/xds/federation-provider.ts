@@ -120,6 +120,8 @@ export class FederationXds implements ResourceProvider {
   readonly #listeners = new Set<(typeUrl: string) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
+  /** what to build for a (kind, type, where the proxy stands), until the next change; null: not served */
+  readonly #plans = new Map<string, Plan | null>();
   /** service key → entries built from it */
   readonly #byService = new Map<string, Set<Entry>>();
   readonly #unsubscribe: () => void;
@@ -183,9 +185,16 @@ export class FederationXds implements ResourceProvider {
 
   resources(node: NodeIdentity, typeUrl: string, names: readonly string[]): ResourceSet | undefined {
     const kind = proxyKind(node);
-    const plan = this.#plan(kind, node, typeUrl);
+    const { locality } = node;
+    const planKey = `${kind}|${typeUrl}|${node.network ?? ''}|${node.cluster ?? ''}|${locality.region}|${locality.zone}|${locality.subzone}`;
+    let plan = this.#plans.get(planKey);
+    if (plan === undefined) {
+      plan = this.#plan(kind, node, typeUrl) ?? null;
+      this.#plans.set(planKey, plan);
+    }
     if (!plan) return undefined;
-    const cache = this.#cache(`${kind}|${typeUrl}|${plan.view}`, typeUrl);
+    const cache = plan.cache ?? this.#cache(`${kind}|${typeUrl}|${plan.view}`, typeUrl);
+    plan.cache = cache;
     if (names.length === 0 && plan.all) {
       if (cache.wildcard) return cache.wildcard;
       const all = plan.all().map((name) => this.#entry(cache, name, plan)).filter((r): r is EncodedResource => r !== undefined);
@@ -406,6 +415,7 @@ export class FederationXds implements ResourceProvider {
     this.#pending = undefined;
     if (!pending) return;
     this.#snapshot = this.#feed.snapshot();
+    this.#plans.clear();
     const catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
     const json = catalogJson(catalog);
     const catalogChanged = json.size !== this.#catalogJson.size || [...json].some(([key, value]) => this.#catalogJson.get(key) !== value);
@@ -451,6 +461,8 @@ interface Plan {
   /** every resource's name, for a wildcard request (LDS and CDS); undefined: the type has no wildcard */
   all: (() => string[]) | undefined;
   resolve(name: string): Resolved | undefined;
+  /** the view's cache, once looked up */
+  cache?: ViewCache;
 }
 
 const GATEWAY_LISTENER = gatewayListenerName();

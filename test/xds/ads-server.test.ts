@@ -5,11 +5,14 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RawStream } from './raw-ads-stream.js';
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
 import { ADS_METHOD_PATH, adsServiceDefinition, type DiscoveryRequestObject, type DiscoveryResponseObject, type NodeObject } from '../../src/xds/ads-protocol.js';
 import { startAdsServer, type AdsServerHandle, type NodeIdentity, type ResourceProvider, type ResourceSet } from '../../src/xds/ads-server.js';
 import { clusterLoadAssignment, decodeClusterLoadAssignment, toAny } from '../../src/xds/resources/endpoints.js';
 import type { LoadAssignment } from '../../src/topology/index.js';
+
+type SotwStream = RawStream<DiscoveryRequestObject, DiscoveryResponseObject>;
 
 const EDS = TYPE_URL.clusterLoadAssignment;
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -81,73 +84,6 @@ const NODE: NodeObject = {
 
 const { method } = adsServiceDefinition();
 
-/** A raw ADS stream: requests written as given, responses queued, every wait bounded. */
-class RawStream {
-  private readonly queue: DiscoveryResponseObject[] = [];
-  private waiter: (() => void) | undefined;
-  status: grpc.StatusObject | undefined;
-  readonly call: grpc.ClientDuplexStream<DiscoveryRequestObject, DiscoveryResponseObject>;
-
-  constructor(client: grpc.Client, serialize: (req: DiscoveryRequestObject) => Buffer = method.requestSerialize) {
-    this.call = client.makeBidiStreamRequest(ADS_METHOD_PATH, serialize, method.responseDeserialize);
-    this.call.on('data', (res: DiscoveryResponseObject) => {
-      this.queue.push(res);
-      this.waiter?.();
-    });
-    this.call.on('status', (s: grpc.StatusObject) => {
-      this.status = s;
-      this.waiter?.();
-    });
-    this.call.on('error', () => undefined);
-  }
-
-  send(req: DiscoveryRequestObject): void {
-    this.call.write(req);
-  }
-
-  /** the next response, or a rejection after `ms` */
-  async next(ms = 3000): Promise<DiscoveryResponseObject> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const r = this.queue.shift();
-      if (r) return r;
-      if (this.status) throw new Error(`stream ended: ${String(this.status.code)} ${this.status.details}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no response within ${String(ms)} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-  }
-
-  /** true if nothing arrives within `ms` */
-  async quiet(ms = 300): Promise<boolean> {
-    try {
-      await this.next(ms);
-      return false;
-    } catch {
-      return true;
-    }
-  }
-
-  /** the final status, within `ms` */
-  async ended(ms = 3000): Promise<grpc.StatusObject> {
-    const deadline = Date.now() + ms;
-    while (!this.status && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    if (!this.status) throw new Error(`stream still open after ${String(ms)} ms`);
-    return this.status;
-  }
-
-  close(): void {
-    this.call.end();
-    this.call.cancel();
-  }
-}
 
 /** waits (bounded) until `cond` holds */
 async function until(cond: () => boolean, ms = 3000): Promise<void> {
@@ -164,17 +100,17 @@ describe('SotW ADS server', () => {
   let provider: TestProvider;
   let server: AdsServerHandle;
   let client: grpc.Client;
-  const open: RawStream[] = [];
+  const open: SotwStream[] = [];
   const warnings: { obj: object; msg: string | undefined }[] = [];
 
-  const stream = (c: grpc.Client = client, serialize?: (req: DiscoveryRequestObject) => Buffer): RawStream => {
-    const s = new RawStream(c, serialize);
+  const stream = (c: grpc.Client = client, serialize: (req: DiscoveryRequestObject) => Buffer = method.requestSerialize): SotwStream => {
+    const s = new RawStream(c, ADS_METHOD_PATH, serialize, method.responseDeserialize);
     open.push(s);
     return s;
   };
 
   /** a stream subscribed to `subscribe`, its first response checked and ACKed */
-  const subscribed = async (subscribe: string[] = [A]): Promise<{ s: RawStream; first: DiscoveryResponseObject }> => {
+  const subscribed = async (subscribe: string[] = [A]): Promise<{ s: SotwStream; first: DiscoveryResponseObject }> => {
     const s = stream();
     s.send({ node: NODE, type_url: EDS, resource_names: subscribe });
     const first = await s.next();
@@ -292,6 +228,19 @@ describe('SotW ADS server', () => {
     provider.announce(EDS); // a change announced with no new version: nothing to push
     expect(await onA.quiet()).toBe(true);
     expect(server.counters.pushes).toBeGreaterThanOrEqual(pushes + 1);
+  });
+
+  it('an EDS push carries only the assignments that changed; a new request gets them all', async () => {
+    const { s, first } = await subscribed([A, B]);
+    expect(names(first)).toEqual([A, B]);
+    provider.bump(B);
+    const pushed = await s.next();
+    expect(pushed.version_info).not.toBe(first.version_info);
+    expect(names(pushed)).toEqual([B]);
+    s.send({ type_url: EDS, resource_names: [A, B], version_info: pushed.version_info, response_nonce: pushed.nonce });
+    const fresh = stream();
+    fresh.send({ node: NODE, type_url: EDS, resource_names: [A, B] });
+    expect(names(await fresh.next())).toEqual([A, B]);
   });
 
   it('a reconnect with an old version and an empty nonce gets the full current state', async () => {

@@ -311,3 +311,47 @@ describe('refusals', () => {
     }).not.toThrow();
   });
 });
+
+describe('the strict wire encoder (cla-wire.ts)', () => {
+  const protobufjsBytes = (cla: ClusterLoadAssignmentObject): Buffer => {
+    const type = clusterLoadAssignmentType();
+    return Buffer.from(type.encode(type.fromObject(cla)).finish());
+  };
+  const shapes: [string, ClusterLoadAssignmentObject][] = [
+    ['proxy A (direct, gateways, priorities)', clusterLoadAssignment(EDS_NAME, assignment(PROXY_A))],
+    ['proxy B', clusterLoadAssignment(EDS_NAME, assignment(PROXY_B))],
+    ['no endpoints', { cluster_name: EDS_NAME }],
+    [
+      'IPv6, a sub_zone, an explicit priority 0 and an explicit empty zone',
+      {
+        cluster_name: EDS_NAME,
+        endpoints: [
+          {
+            locality: { region: 'r', zone: '', sub_zone: 's' },
+            priority: 0,
+            load_balancing_weight: { value: 70000 },
+            lb_endpoints: [{ endpoint: { address: { socket_address: { address: '2001:db8::1', port_value: 443 } } }, health_status: HEALTH_STATUS.DRAINING, load_balancing_weight: { value: 4294967295 } }],
+          },
+        ],
+      },
+    ],
+  ];
+
+  it.each(shapes)('writes the bytes protobufjs writes: %s', (_name, cla) => {
+    expect(Buffer.from(encodeClusterLoadAssignment(cla))).toEqual(protobufjsBytes(cla));
+    expect(decodeClusterLoadAssignment(encodeClusterLoadAssignment(cla))).toEqual(cla);
+  });
+
+  it('refuses an unknown key at any depth, and a value of the wrong type, naming the field', () => {
+    type Loose = { endpoints: { lb_endpoints: (Record<string, unknown> & { endpoint: { address: { socket_address: Record<string, unknown> } } })[] }[] };
+    const deep = structuredClone(shapes[3]?.[1]) as unknown as Loose;
+    const lb = deep.endpoints[0]?.lb_endpoints[0];
+    if (lb) lb.endpoint.address.socket_address.protocol = 1;
+    expect(() => encodeClusterLoadAssignment(deep as unknown as ClusterLoadAssignmentObject)).toThrow(/field endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.protocol: dropped/);
+    if (lb) {
+      delete lb.endpoint.address.socket_address.protocol;
+      lb.health_status = 'HEALTHY';
+    }
+    expect(() => encodeClusterLoadAssignment(deep as unknown as ClusterLoadAssignmentObject)).toThrow(/invalid field: endpoints\[0\]\.lb_endpoints\[0\]\.health_status: uint32 expected/);
+  });
+});

@@ -228,7 +228,8 @@ describe('RouteConfiguration', () => {
     [
       'a misspelled field',
       () => {
-        const rc = routes() as unknown as { virtual_hosts: Record<string, unknown>[] };
+        // a copy: built objects are never mutated (the codec reuses the bytes of objects it has checked)
+        const rc = structuredClone(routes()) as unknown as { virtual_hosts: Record<string, unknown>[] };
         const vh = rc.virtual_hosts[0];
         if (vh) vh.domain = ['x'];
         encodeRouteConfiguration(rc as unknown as RouteConfigurationObject);

@@ -2,35 +2,33 @@
  * A cluster watched through its Kubernetes API: Services, EndpointSlices, Pods and Nodes through
  * `@kubernetes/client-node` informers (ListWatch), folded into ServiceViews for the registry.
  *
- * What client-node 1.4.0's ListWatch does and does not do, and what this adds:
- * - It re-lists after a 410 Gone and re-watches from the last resourceVersion after a clean end of a stream.
- *   Kept as is.
- * - After any other error (connection refused, reset, an HTTP error status) it calls its error callbacks and
- *   stays down. Here every informer is then stopped and a fresh set started after an exponential backoff
- *   with jitter; each fresh set lists from scratch, and the lists replace what was known, so whatever was
- *   deleted meanwhile goes away (`resync`).
- * - Its Watch has no timeout, so a hung API server looks like a quiet one. A liveness probe (GET /version
- *   with the kubeconfig's credentials, with a timeout; `probeFailureThreshold` misses in a row) reports the
- *   failure, and once the server answers again the watches are replaced by a fresh list and watch (a socket
- *   that died silently would otherwise never deliver again).
+ * ListWatch keeps its informer cache, its events, its resourceVersion handling and its re-list after 410 Gone;
+ * what it talks through is meshfed's (watch-transport.ts): a lean watch transport on node's https with a
+ * keep-alive agent per generation of informers, the kubeconfig's TLS and credentials as client-node applies
+ * them, a deadline for each answer, raw line splitting and one JSON.parse per line, ERROR events and HTTP
+ * errors as errors with their status code, a silent end on abort even in flight, and backoff for watches that
+ * keep ending at once without an event. What this module adds around ListWatch:
+ * - After any error but 410 (connection refused or dropped, an HTTP error status, an ERROR event, garbage, a
+ *   missed deadline) ListWatch calls its error callbacks and stays down. Here every informer is then stopped
+ *   and a fresh set started after an exponential backoff with jitter; each fresh set lists from scratch, and
+ *   the lists replace what was known, so whatever was deleted meanwhile goes away (`resync`).
+ * - A watch that was answered may be quiet for good, so a hung API server looks like a quiet one. A liveness
+ *   probe (GET /version with the kubeconfig's credentials, with a timeout; `probeFailureThreshold` misses in a
+ *   row) reports the failure, and once the server answers again the watches are replaced by a fresh list and
+ *   watch (a socket that died silently would otherwise never deliver again).
  * - Lists are plain GETs parsed as JSON, with a timeout, not the generated CoreV1Api/DiscoveryV1Api calls:
  *   their deserializer throws on one malformed object and fails the whole list, for good.
- * - Its Watch re-watches at once when a stream ends cleanly, even when the "stream" was an HTML error page
- *   that never carried an event; here such empty streams are spaced out, and after three in a row they
- *   count as a failure. A non-410 ERROR event ends the watch as a failure.
- * - An exception thrown while it starts a watch (say, by the agent) would become an unhandled rejection;
- *   here it is delivered as an error. ListWatch.stop() cannot abort a watch whose request is still in flight;
- *   here the generation's AbortSignal closes it once it is answered.
+ * - Each generation of informers has an AbortSignal: tearing it down ends its lists and watches, in flight or
+ *   not, and nothing of it reaches the registry afterwards.
  */
-import { request as httpRequest, STATUS_CODES, type OutgoingHttpHeaders } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { Agent } from 'node:http';
-import { AbortError, FetchError, ListWatch, V1ListMeta, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { STATUS_CODES } from 'node:http';
+import { ListWatch, V1ListMeta, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Cluster, Gateway } from '../../model/cluster.js';
 import { SILENT_LOGGER, type Logger } from '../../logging.js';
 import type { ClusterSource, ServiceView, SourceEvents } from '../source.js';
-import { loadSafeKubeconfig, serverOf } from './kubeconfig.js';
-import { deepEqual, deepFreeze, discoverGateways, LABEL_NETWORK, serviceKeyOf, settleView, sliceServiceKey, translateServiceView, type ClusterContext, type ObjectLookup, type Skipped } from './translate.js';
+import { loadSafeKubeconfig } from './kubeconfig.js';
+import { deepEqual, deepFreeze, discoverGateways, LABEL_NETWORK, serviceKeyOf, settleView, sliceServiceKey, translateServiceView, type ClusterContext, type ObjectLookup, type Skipped, type SliceMemo } from './translate.js';
+import { ApiClient, DroppedError, EmptyWatchError, StatusError, TimeoutError, WatchTransport } from './watch-transport.js';
 
 export interface KubeSourceOptions {
   logger?: Logger;
@@ -46,6 +44,8 @@ export interface KubeSourceOptions {
   backoffMaxMs?: number;
   /** how long a full list of one kind may take (default 60 s) */
   listTimeoutMs?: number;
+  /** how long a watch request may wait for the API server's answer to begin (default 30 s); the stream may then be quiet for any time */
+  watchConnectTimeoutMs?: number;
   /** allow exec credential plugins and auth providers in the kubeconfig (they run code on the manager) */
   allowExec?: boolean;
   /** allow kubeconfig fields that name files on the manager */
@@ -58,11 +58,8 @@ export const DEFAULT_PROBE_FAILURE_THRESHOLD = 2;
 export const DEFAULT_BACKOFF_INITIAL_MS = 500;
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_LIST_TIMEOUT_MS = 60_000;
+export const DEFAULT_WATCH_CONNECT_TIMEOUT_MS = 30_000;
 
-/** a clean end of a watch before this, without a single event, is suspicious */
-const QUICK_END_MS = 1_000;
-/** that many suspicious ends in a row are a failure */
-const QUICK_END_LIMIT = 3;
 const MAX_PROBE_BODY = 64 * 1024;
 /** V8 strings end near 512 MiB; a list larger than this is refused rather than crashing the manager */
 const MAX_LIST_BODY = 256 * 1024 * 1024;
@@ -85,39 +82,13 @@ interface Generation {
   readonly listed: Set<Kind>;
   /** all four listed: changes flow to the registry */
   live: boolean;
-  /** aborts this generation's lists in flight */
+  /** aborted when the generation is torn down: ends its lists and watches, in flight or not */
   readonly aborter: AbortController;
-}
-
-/** An HTTP error status (from a GET, or a watch ERROR event); client-node's Watch reports its own as an Error with statusCode. */
-class StatusError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
+  /** its lists and watches go through this client (and its keep-alive connections) */
+  readonly client: ApiClient;
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-function statusOf(err: unknown): { code: number; detail: string } | undefined {
-  if (!isRecord(err)) return undefined;
-  const code = typeof err['statusCode'] === 'number' ? err['statusCode'] : typeof err['code'] === 'number' ? err['code'] : undefined;
-  if (code === undefined) return undefined;
-  let detail = '';
-  let body = err['body'];
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body) as unknown;
-    } catch {
-      // a body that is not a Status says nothing more
-    }
-  }
-  if (isRecord(body) && typeof body['message'] === 'string') detail = body['message'];
-  else if (err instanceof StatusError) detail = err.message;
-  return { code, detail: detail.slice(0, 300) };
-}
 
 function describeStatus(code: number, detail: string, server: string, request: string, permission: string): string {
   if (code === 401) return "401 Unauthorized: the kubeconfig's credentials were rejected";
@@ -128,9 +99,6 @@ function describeStatus(code: number, detail: string, server: string, request: s
 
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED']);
 
-/** A watch that keeps ending at once without an event (an HTML error page with status 200, say). */
-class EmptyWatchError extends Error {}
-
 /**
  * A failure as a person reads it: which server, what was asked (`request`, e.g. "GET /api/v1/pods"), what the
  * kubeconfig's user would need to be allowed (`permission`, e.g. "list and watch pods"), and what went wrong.
@@ -138,178 +106,14 @@ class EmptyWatchError extends Error {}
 export function describeKubeError(err: unknown, server: string, request: string, permission: string): string {
   if (err instanceof EmptyWatchError) return err.message;
   if (err instanceof TimeoutError) return `API server ${server} not responding: ${err.message}`;
-  const status = statusOf(err);
-  if (status) return describeStatus(status.code, status.detail, server, request, permission);
+  if (err instanceof StatusError) return describeStatus(err.statusCode, err.message.slice(0, 300), server, request, permission);
   const message = err instanceof Error ? err.message : String(err);
   const code = isRecord(err) && typeof err['code'] === 'string' ? err['code'] : '';
-  if (err instanceof FetchError || CONNECTION_CODES.has(code)) {
-    const reason = /reason: (.*)$/.exec(message)?.[1] ?? message;
-    return `API server ${server} unreachable: ${reason}`;
-  }
-  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || /premature close/i.test(message)) return `API server ${server} dropped the connection (${request})`;
+  if (err instanceof DroppedError) return `API server ${server} dropped the connection (${request})`;
+  if (CONNECTION_CODES.has(code)) return `API server ${server} unreachable: ${message}`;
   if (err instanceof SyntaxError) return `API server ${server} answered ${request} with something that is not Kubernetes JSON (${message.slice(0, 120)})`;
   if (/certificate|self[- ]signed|TLS|SSL/i.test(message)) return `TLS with API server ${server} failed: ${message}`;
   return `${request} on API server ${server} failed: ${message}`;
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof AbortError || (isRecord(err) && (err['name'] === 'AbortError' || err['type'] === 'aborted'));
-}
-
-/** A request that got no (complete) answer in time. */
-class TimeoutError extends Error {}
-
-/**
- * GET `path` from the API server with the kubeconfig's credentials and TLS settings, with a timeout and a size
- * limit; resolves to the parsed JSON. Errors: StatusError (non-2xx, with the Status message), SyntaxError (not
- * JSON), TimeoutError, or the socket's own error.
- */
-async function kubeGet(kc: KubeConfig, server: string, path: string, options: { timeoutMs: number; maxBytes: number; signal?: AbortSignal }): Promise<unknown> {
-  const opts: RequestOptions = {};
-  await kc.applyToHTTPSOptions(opts);
-  const agent = opts.agent as Agent | undefined;
-  const url = new URL(`${server}${path}`);
-  const controller = new AbortController();
-  const onAbort = (): void => {
-    controller.abort();
-  };
-  options.signal?.addEventListener('abort', onAbort);
-  if (options.signal?.aborted) controller.abort();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, options.timeoutMs);
-  try {
-    return await new Promise<unknown>((resolve, reject) => {
-      const fail = (err: Error): void => {
-        reject(timedOut ? new TimeoutError(`GET ${path} got no answer within ${options.timeoutMs} ms`) : err);
-      };
-      const headers: OutgoingHttpHeaders = { ...(opts.headers as OutgoingHttpHeaders | undefined), accept: 'application/json' };
-      const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-      const req = send(url, { ...opts, headers, method: 'GET', signal: controller.signal }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > options.maxBytes) {
-            req.destroy(new Error(`GET ${path}: the answer is larger than ${Math.round(options.maxBytes / 1024)} KiB`));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('error', fail);
-        res.on('end', () => {
-          const code = res.statusCode ?? 0;
-          const body = Buffer.concat(chunks).toString('utf8');
-          if (code < 200 || code >= 300) {
-            let detail = '';
-            try {
-              const status: unknown = JSON.parse(body);
-              if (isRecord(status) && typeof status['message'] === 'string') detail = status['message'];
-            } catch {
-              // an error page that is not a Status says nothing more
-            }
-            reject(new StatusError(code, detail));
-            return;
-          }
-          try {
-            resolve(JSON.parse(body));
-          } catch (err) {
-            reject(err instanceof Error ? err : new SyntaxError(String(err)));
-          }
-        });
-      });
-      req.on('error', fail);
-      req.end();
-    });
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
-    agent?.destroy();
-  }
-}
-
-/**
- * client-node's Watch, made safe for ListWatch: errors while starting a watch reach `done` instead of becoming
- * unhandled rejections; nothing starts or finishes for a generation that was torn down; empty streams that end
- * at once are spaced out and, repeated, become a failure; a non-410 ERROR event is a failure.
- */
-class GuardedWatch extends Watch {
-  #quickEnds = 0;
-
-  constructor(
-    config: KubeConfig,
-    private readonly hooks: {
-      alive(): boolean;
-      /** aborted when the generation is torn down */
-      signal: AbortSignal;
-      event(): void;
-      sleep(ms: number): Promise<void>;
-      backoff(attempt: number): number;
-      describe(what: string): string;
-    },
-  ) {
-    super(config);
-  }
-
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController> {
-    if (this.#quickEnds > 0) await this.hooks.sleep(this.hooks.backoff(this.#quickEnds));
-    if (!this.hooks.alive()) return new AbortController();
-    const started = Date.now();
-    let sawEvent = false;
-    let failure: StatusError | undefined;
-    const onEvent = (phase: string, apiObj: unknown, watchObj?: unknown): void => {
-      if (!this.hooks.alive()) return;
-      this.hooks.event();
-      if (phase === 'ERROR') {
-        const code = isRecord(apiObj) && typeof apiObj['code'] === 'number' ? apiObj['code'] : 0;
-        if (code !== 410) {
-          const message = isRecord(apiObj) && typeof apiObj['message'] === 'string' ? apiObj['message'] : 'watch error';
-          failure = new StatusError(code || 500, message);
-          return;
-        }
-      }
-      sawEvent = true;
-      this.#quickEnds = 0;
-      callback(phase, apiObj, watchObj);
-    };
-    let controller: AbortController | undefined;
-    const stream = { finished: false };
-    const abort = (): void => {
-      controller?.abort();
-    };
-    const onDone = (err: unknown): void => {
-      stream.finished = true;
-      this.hooks.signal.removeEventListener('abort', abort);
-      if (!this.hooks.alive()) return;
-      let outcome: unknown = err ?? failure ?? null;
-      if (outcome === null && !sawEvent && Date.now() - started < QUICK_END_MS) {
-        this.#quickEnds++;
-        if (this.#quickEnds >= QUICK_END_LIMIT) {
-          this.#quickEnds = 0;
-          outcome = new EmptyWatchError(this.hooks.describe(path));
-        }
-      }
-      done(outcome);
-    };
-    try {
-      controller = await super.watch(path, queryParams, onEvent, onDone);
-    } catch (err) {
-      onDone(err);
-      return new AbortController();
-    }
-    // ListWatch.stop() aborts only a watch whose request had already been answered when it was called; one torn
-    // down while its request was in flight would otherwise stay open for good
-    if (this.hooks.signal.aborted) controller.abort();
-    else if (!stream.finished) this.hooks.signal.addEventListener('abort', abort, { once: true });
-    return controller;
-  }
 }
 
 /** Where the source's objects are kept between events. */
@@ -332,11 +136,14 @@ export class KubeSource implements ClusterSource {
   readonly #backoffInitialMs: number;
   readonly #backoffMaxMs: number;
   readonly #listTimeoutMs: number;
+  readonly #watchConnectTimeoutMs: number;
   readonly #allowExec: boolean;
   readonly #allowFiles: boolean;
 
   #events: SourceEvents | undefined;
   #kc: KubeConfig | undefined;
+  /** the liveness probe's connection, apart from the informers' */
+  #probeClient: ApiClient | undefined;
   #server = '';
   #stopped = false;
   #started = false;
@@ -345,7 +152,6 @@ export class KubeSource implements ClusterSource {
   #genCounter = 0;
   #backoffMs: number;
   #restartTimer: NodeJS.Timeout | undefined;
-  readonly #sleeps = new Set<NodeJS.Timeout>();
   #probeTimer: NodeJS.Timeout | undefined;
   /** aborted by stop(): the probe in flight */
   readonly #aborter = new AbortController();
@@ -362,8 +168,12 @@ export class KubeSource implements ClusterSource {
   readonly #slicesByService = new Map<string, Set<string>>();
   readonly #pods = new Map<string, unknown>();
   readonly #nodes = new Map<string, unknown>();
+  /** bumped on every pod or node change: while it stands, slice translations may take over their pod and node details */
+  #lookupGeneration = 0;
+  /** the last translation of each slice, for its next version to take over from */
+  readonly #sliceMemo: SliceMemo = new Map();
   /** which pods and nodes each service's endpoints refer to, and the reverse */
-  readonly #refs = new Map<string, { pods: Set<string>; nodes: Set<string> }>();
+  readonly #refs = new Map<string, { pods: ReadonlySet<string>; nodes: ReadonlySet<string> }>();
   readonly #podUsers = new Map<string, Set<string>>();
   readonly #nodeUsers = new Map<string, Set<string>>();
   /** services labelled with this cluster's network (gateway candidates) */
@@ -383,6 +193,7 @@ export class KubeSource implements ClusterSource {
   readonly #lookup: ObjectLookup = {
     pod: (namespace, name) => this.#pods.get(`${namespace}/${name}`),
     node: (name) => this.#nodes.get(name),
+    generation: () => this.#lookupGeneration,
   };
 
   constructor(cluster: Cluster, options: KubeSourceOptions = {}) {
@@ -396,6 +207,7 @@ export class KubeSource implements ClusterSource {
     this.#backoffInitialMs = options.backoffInitialMs ?? DEFAULT_BACKOFF_INITIAL_MS;
     this.#backoffMaxMs = Math.max(options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS, this.#backoffInitialMs);
     this.#listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
+    this.#watchConnectTimeoutMs = options.watchConnectTimeoutMs ?? DEFAULT_WATCH_CONNECT_TIMEOUT_MS;
     this.#allowExec = options.allowExec ?? false;
     this.#allowFiles = options.allowFiles ?? false;
     this.#backoffMs = this.#backoffInitialMs;
@@ -410,7 +222,8 @@ export class KubeSource implements ClusterSource {
     try {
       const kc = loadSafeKubeconfig(source.kubeconfig, { ...(source.context ? { context: source.context } : {}), allowExec: this.#allowExec, allowFiles: this.#allowFiles });
       this.#kc = kc;
-      this.#server = serverOf(kc);
+      this.#probeClient = new ApiClient(kc);
+      this.#server = this.#probeClient.server;
     } catch (err) {
       const reason = `invalid kubeconfig: ${(err as Error).message}`;
       this.#log.warn({ cluster: this.#cluster.name, reason }, 'cannot watch cluster');
@@ -427,9 +240,8 @@ export class KubeSource implements ClusterSource {
     this.#teardown();
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#probeTimer);
-    for (const timer of this.#sleeps) clearTimeout(timer);
-    this.#sleeps.clear();
     this.#aborter.abort();
+    this.#probeClient?.close();
     if (this.#flushHandle) clearImmediate(this.#flushHandle);
     this.#flushHandle = undefined;
     this.#events = undefined;
@@ -446,23 +258,21 @@ export class KubeSource implements ClusterSource {
     const kc = this.#kc;
     if (!kc || this.#stopped) return;
     const id = ++this.#genCounter;
-    const gen: Generation = { id, informers: [], listed: new Set(), live: false, aborter: new AbortController() };
+    const gen: Generation = { id, informers: [], listed: new Set(), live: false, aborter: new AbortController(), client: new ApiClient(kc) };
     this.#gen = gen;
     const starts: (() => Promise<void>)[] = [];
     for (const kind of KINDS) {
-      const watch = new GuardedWatch(kc, {
-        alive: () => this.#alive(id),
+      const watch = new WatchTransport(gen.client, {
         signal: gen.aborter.signal,
-        event: () => {
+        connectTimeoutMs: this.#watchConnectTimeoutMs,
+        backoff: (attempt) => Math.min(this.#backoffInitialMs * 2 ** (attempt - 1), this.#backoffMaxMs),
+        onLine: () => {
           this.#pendingEvents++;
           this.#scheduleFlush();
         },
-        sleep: (ms) => this.#sleep(ms),
-        backoff: (attempt) => Math.min(this.#backoffInitialMs * 2 ** (attempt - 1), this.#backoffMaxMs),
-        describe: (path) => `API server ${this.#server} ends every watch of ${path} at once without sending an event`,
       });
       const listFn = async (): Promise<AnyList> => {
-        const list = await this.#list(kind, gen.aborter.signal);
+        const list = await this.#list(gen, kind);
         if (this.#alive(id)) this.#guard(() => {
           this.#listed(gen, kind, list.items);
         });
@@ -470,16 +280,12 @@ export class KubeSource implements ClusterSource {
       };
       const informer = new ListWatch<KubernetesObject>(PATHS[kind], watch, listFn, false);
       const upsert = (object: KubernetesObject): void => {
-        if (this.#alive(id)) this.#guard(() => {
-          this.#apply(kind, object, false);
-        });
+        if (this.#alive(id)) this.#applyGuarded(kind, object, false);
       };
       informer.on('add', upsert);
       informer.on('update', upsert);
       informer.on('delete', (object: KubernetesObject) => {
-        if (this.#alive(id)) this.#guard(() => {
-          this.#apply(kind, object, true);
-        });
+        if (this.#alive(id)) this.#applyGuarded(kind, object, true);
       });
       informer.on('error', (err: unknown) => {
         if (this.#alive(id)) this.#guard(() => {
@@ -504,6 +310,7 @@ export class KubeSource implements ClusterSource {
     if (!gen) return;
     gen.aborter.abort();
     for (const informer of gen.informers) void informer.stop().catch(() => undefined);
+    gen.client.close();
   }
 
   /**
@@ -512,10 +319,8 @@ export class KubeSource implements ClusterSource {
    * for good, and they have no timeout. Items ListWatch cannot index (no metadata.name) are left out here,
    * because ListWatch reads them unguarded in a promise nobody awaits.
    */
-  async #list(kind: Kind, signal: AbortSignal): Promise<AnyList> {
-    const kc = this.#kc;
-    if (!kc) throw new Error('no kubeconfig');
-    const answer = await kubeGet(kc, this.#server, PATHS[kind], { timeoutMs: this.#listTimeoutMs, maxBytes: MAX_LIST_BODY, signal });
+  async #list(gen: Generation, kind: Kind): Promise<AnyList> {
+    const answer = await gen.client.get(PATHS[kind], { timeoutMs: this.#listTimeoutMs, maxBytes: MAX_LIST_BODY, signal: gen.aborter.signal });
     if (!isRecord(answer) || (answer['items'] !== null && answer['items'] !== undefined && !Array.isArray(answer['items']))) {
       throw new SyntaxError(`not a Kubernetes list`);
     }
@@ -532,7 +337,6 @@ export class KubeSource implements ClusterSource {
   }
 
   #informerFailed(kind: Kind, err: unknown): void {
-    if (isAbort(err)) return;
     const reason = describeKubeError(err, this.#server, `GET ${PATHS[kind]}`, `list and watch ${kind}`);
     this.#log.warn({ cluster: this.#cluster.name, kind, reason }, 'cluster watch failed');
     this.#teardown();
@@ -562,24 +366,26 @@ export class KubeSource implements ClusterSource {
     this.#startInformers();
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#sleeps.delete(timer);
-        resolve();
-      }, ms);
-      timer.unref();
-      this.#sleeps.add(timer);
-    });
-  }
-
   /** Runs a handler; a bug in it hurts this cluster only and is logged, never thrown into client-node. */
   #guard(fn: () => void): void {
     try {
       fn();
     } catch (err) {
-      this.#log.error({ cluster: this.#cluster.name, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'cluster source failed to apply an update');
+      this.#failedToApply(err);
     }
+  }
+
+  /** #apply, guarded as #guard does (without a closure per event: this runs for every watch event) */
+  #applyGuarded(kind: Kind, object: unknown, deleted: boolean): void {
+    try {
+      this.#apply(kind, object, deleted);
+    } catch (err) {
+      this.#failedToApply(err);
+    }
+  }
+
+  #failedToApply(err: unknown): void {
+    this.#log.error({ cluster: this.#cluster.name, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'cluster source failed to apply an update');
   }
 
   // ---- the objects ----------------------------------------------------------------------------
@@ -594,12 +400,15 @@ export class KubeSource implements ClusterSource {
       case 'endpointslices':
         this.#slices.clear();
         this.#slicesByService.clear();
+        this.#sliceMemo.clear();
         break;
       case 'pods':
         this.#pods.clear();
+        this.#lookupGeneration++;
         break;
       case 'nodes':
         this.#nodes.clear();
+        this.#lookupGeneration++;
         break;
     }
     for (const item of items) this.#apply(kind, item, false);
@@ -635,7 +444,8 @@ export class KubeSource implements ClusterSource {
       }
       case 'endpointslices': {
         const id = `${namespace}/${name}`;
-        const previous = this.#slices.get(id)?.service;
+        const entry = this.#slices.get(id);
+        const previous = entry?.service;
         const service = deleted ? undefined : sliceServiceKey(object);
         if (previous !== undefined && previous !== service) {
           this.#slicesByService.get(previous)?.delete(id);
@@ -644,9 +454,13 @@ export class KubeSource implements ClusterSource {
         if (previous !== undefined) this.#dirty.add(previous);
         if (deleted) {
           this.#slices.delete(id);
+          this.#sliceMemo.delete(id);
           break;
         }
-        this.#slices.set(id, { object, service });
+        if (entry) {
+          entry.object = object;
+          entry.service = service;
+        } else this.#slices.set(id, { object, service });
         if (service !== undefined) {
           let ids = this.#slicesByService.get(service);
           if (!ids) this.#slicesByService.set(service, (ids = new Set()));
@@ -659,12 +473,14 @@ export class KubeSource implements ClusterSource {
         const key = `${namespace}/${name}`;
         if (deleted) this.#pods.delete(key);
         else this.#pods.set(key, object);
+        this.#lookupGeneration++;
         for (const service of this.#podUsers.get(key) ?? []) this.#dirty.add(service);
         break;
       }
       case 'nodes': {
         if (deleted) this.#nodes.delete(name);
         else this.#nodes.set(name, object);
+        this.#lookupGeneration++;
         for (const service of this.#nodeUsers.get(name) ?? []) this.#dirty.add(service);
         break;
       }
@@ -748,7 +564,7 @@ export class KubeSource implements ClusterSource {
       const entry = this.#slices.get(id);
       if (entry) slices.push(entry.object);
     }
-    const result = translateServiceView(service, slices, this.#ctx, this.#lookup);
+    const result = translateServiceView(service, slices, this.#ctx, this.#lookup, this.#sliceMemo);
     this.#setRefs(key, result);
     this.#logSkipped(result.skipped);
     if (!result.view) {
@@ -764,8 +580,9 @@ export class KubeSource implements ClusterSource {
     for (const s of skipped) this.#skip(s.object, s.reason);
   }
 
-  #setRefs(key: string, refs: { pods: Set<string>; nodes: Set<string> } | undefined): void {
+  #setRefs(key: string, refs: { pods: ReadonlySet<string>; nodes: ReadonlySet<string> } | undefined): void {
     const old = this.#refs.get(key);
+    if (old !== undefined && old.pods === refs?.pods && old.nodes === refs.nodes) return;
     if (old) {
       for (const pod of old.pods) if (!refs?.pods.has(pod)) removeRef(this.#podUsers, pod, key);
       for (const node of old.nodes) if (!refs?.nodes.has(node)) removeRef(this.#nodeUsers, node, key);
@@ -840,11 +657,11 @@ export class KubeSource implements ClusterSource {
 
   /** GET /version with the kubeconfig's credentials; undefined when the server answered properly, else why not. */
   async #probe(): Promise<string | undefined> {
-    const kc = this.#kc;
-    if (!kc || this.#stopped) return undefined;
+    const client = this.#probeClient;
+    if (!client || this.#stopped) return undefined;
     const request = 'GET /version';
     try {
-      const version = await kubeGet(kc, this.#server, '/version', { timeoutMs: this.#probeTimeoutMs, maxBytes: MAX_PROBE_BODY, signal: this.#aborter.signal });
+      const version = await client.get('/version', { timeoutMs: this.#probeTimeoutMs, maxBytes: MAX_PROBE_BODY, signal: this.#aborter.signal });
       return isRecord(version) ? undefined : `API server ${this.#server} answered ${request} with JSON that is not a version document`;
     } catch (err) {
       if (err instanceof SyntaxError) return `API server ${this.#server} answered ${request} with something that is not JSON (is it a Kubernetes API server?)`;

@@ -2,9 +2,11 @@
  * EDS: a split-horizon LoadAssignment (src/topology) as an envoy.config.endpoint.v3.ClusterLoadAssignment.
  *
  * Objects are in the form described in ../envoy-protos.ts (snake_case field names, numeric enums, proto3 defaults
- * left out: a priority of 0 and empty locality fields are not written). Everything built here is checked twice:
- * against what grpc NACKs or silently mishandles (DESIGN.md, "xDS facts learned with the real client"), and
- * against the protos (verify + lossless fromObject/toObject round trip) before it is encoded.
+ * left out: a priority of 0 and empty locality fields are not written). Everything built here is checked against
+ * what grpc NACKs or silently mishandles (DESIGN.md, "xDS facts learned with the real client"), and encoded by the
+ * strict wire encoder of ./cla-wire.ts, which refuses any key the message does not have (as checkedEncode's round
+ * trip would, at a fraction of its cost: this is the hot path of every endpoint change).
+ * assertClusterLoadAssignment adds the full protobufjs round trip.
  */
 import { isIP } from 'node:net';
 import type { LbHealth, LoadAssignment } from '../../topology/index.js';
@@ -17,6 +19,7 @@ import {
   type HealthStatusValue,
   resourceCodec,
 } from '../envoy-protos.js';
+import { encodeClaWire } from './cla-wire.js';
 
 export interface UInt32ValueObject {
   value: number;
@@ -85,7 +88,8 @@ export function clusterLoadAssignment(clusterName: string, assignment: LoadAssig
   });
   const cla: ClusterLoadAssignmentObject = { cluster_name: clusterName };
   if (endpoints.length > 0) cla.endpoints = endpoints;
-  assertClusterLoadAssignment(cla);
+  // the shape is this function's own (the tests round-trip every shape it makes); the data is what can break a rule
+  assertGrpcRules(cla);
   return cla;
 }
 
@@ -151,7 +155,7 @@ function checkWeight(cluster: string, where: string, weight: UInt32ValueObject |
 
 const formatAddress = (address: string, port: number): string => (isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`);
 
-const codec = resourceCodec<ClusterLoadAssignmentObject>(MESSAGE_NAME.clusterLoadAssignment, TYPE_URL.clusterLoadAssignment, assertGrpcRules);
+const codec = resourceCodec<ClusterLoadAssignmentObject>(MESSAGE_NAME.clusterLoadAssignment, TYPE_URL.clusterLoadAssignment, assertGrpcRules, encodeClaWire);
 /** The wire bytes of a checked resource. */
 export const encodeClusterLoadAssignment = codec.encode;
 /** Bytes back to the object form. */

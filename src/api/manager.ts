@@ -160,6 +160,9 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     }
     registry.add(cluster, createSource(cluster, undefined, { logger, kube }));
   }
+  // what was just loaded is served at once, not after the debounce windows
+  registry.flush();
+  provider?.flush();
   server.markReady();
   logger.info({ fromFile: fileNames.size, registered: store.list().length - shadowed.length }, 'clusters loaded');
 

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { caCommand } from './ca.js';
 import { clusterCommand } from './cluster.js';
+import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
 import { xdsCommand } from './xds.js';
@@ -15,6 +16,7 @@ function program(): Command {
     .addCommand(caCommand())
     .addCommand(clusterCommand())
     .addCommand(serveCommand())
+    .addCommand(gatewayCommand())
     .addCommand(xdsCommand());
 }
 

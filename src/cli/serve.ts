@@ -6,6 +6,7 @@ import { checkFederationKubeconfigs, openRegistrations, startManager, type Manag
 import { parseDuration } from '../model/duration.js';
 import { formatLocality } from '../model/locality.js';
 import { DEFAULT_GRACE_MS } from '../registry/registry.js';
+import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../gateway/embedded.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
 import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
@@ -15,6 +16,7 @@ import { StateDir } from '../trust/state-dir.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
 import { DEFAULT_SERVER } from './api-client.js';
 import { UsageError } from './errors.js';
+import { hostPort } from './host-port.js';
 import { createLogger } from './logger.js';
 import { table } from './output.js';
 
@@ -33,16 +35,10 @@ interface ServeOptions {
   config?: string;
   api: string;
   xds: string;
+  gateways: boolean;
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
-}
-
-function hostPort(value: string, option: string, example: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw new UsageError(`${option} ${value}: expected HOST:PORT, e.g. 127.0.0.1:${example} or [::1]:${example}`);
-  return { host: match[1] ?? match[2] ?? '', port };
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -111,10 +107,11 @@ function dumpHint(manager: Manager, serverFlag: string): string[] {
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, the split-horizon xDS server, and the REST API (DNS and the gateway are not built yet)')
+    .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, the split-horizon xDS server, built-in east-west gateways for simulated clusters, and the REST API')
     .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
     .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
     .option('--xds <host:port>', 'where the xDS server (envoy.service.discovery.v3.AggregatedDiscoveryService) listens', '127.0.0.1:15010')
+    .option('--no-gateways', "don't run the built-in east-west gateways of the federation file's static clusters (on their loopback gateway addresses)")
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
     .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
@@ -183,6 +180,20 @@ export function serveCommand(): Command {
         if (token.from === 'generated' && token.path) rmSync(token.path, { force: true });
         throw error;
       }
+      let gateways: EmbeddedGateway[] = [];
+      if (opts.gateways && manager.xds && federation) {
+        try {
+          gateways = await startEmbeddedGateways(
+            federation.clusters.map((c) => c.cluster),
+            manager.xds.provider,
+            log,
+            metrics,
+          );
+        } catch (error) {
+          await Promise.allSettled([manager.close(), service.close()]);
+          throw error;
+        }
+      }
       const sync = setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
@@ -213,6 +224,9 @@ export function serveCommand(): Command {
       if (manager.xds) {
         lines.push(`  xDS            ${xdsListen.host}:${manager.xds.server.port} ADS, state of the world and delta: split-horizon endpoints for proxyless gRPC, Envoy sidecars and east-west gateways`);
       }
+      if (gateways.length > 0) {
+        lines.push(`  gateways       ${gateways.map((g) => `${g.cluster} ${g.handle.host}:${String(g.handle.port)}`).join(', ')} (built in: TLS passthrough by SNI, routes from xDS)`);
+      }
       lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters and /api/v1/xds/dump with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
@@ -222,7 +236,7 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: DNS, east-west gateway, virtual destinations, drills',
+        '  not built yet: DNS, virtual destinations, drills',
         '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
@@ -244,7 +258,7 @@ export function serveCommand(): Command {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
-          void Promise.allSettled([manager.close(), service.close()]).then(() => {
+          void Promise.allSettled([closeEmbeddedGateways(gateways).then(() => manager.close()), service.close()]).then(() => {
             done();
           });
         };

@@ -12,22 +12,30 @@ export interface HandshakeReport {
   client: { cluster: string; spiffeId: string; sawPeer: string };
 }
 
-function workload(authority: TrustAuthority, cluster: string, serviceAccount: string) {
+/** A workload's identity: its SPIFFE ID and what Node's tls needs (key, leaf + intermediate, the trust bundle). */
+export interface WorkloadIdentity {
+  spiffeId: string;
+  tls: { key: string; cert: string; ca: string };
+}
+
+/** A fresh key and an X.509-SVID for `namespace/serviceAccount` signed by `cluster`'s intermediate. */
+export function workloadIdentity(authority: TrustAuthority, cluster: string, serviceAccount: string, namespace = 'default'): WorkloadIdentity {
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const spiffeId = workloadSpiffeId(authority.trustDomain, 'default', serviceAccount);
+  const spiffeId = workloadSpiffeId(authority.trustDomain, namespace, serviceAccount);
   const { certChain } = authority.signWorkload({ cluster, csr: createCsr(key), spiffeId, ttl: '1h' });
   return { spiffeId, tls: { key: privateKeyPem(key), cert: certChain.slice(0, 2).join(''), ca: authority.bundlePem() } };
 }
 
-const peerUri = (cert: PeerCertificate): string => /URI:([^,]+)/.exec(cert.subjectaltname ?? '')?.[1] ?? '(none)';
+/** The URI SAN (SPIFFE ID) of a peer certificate. */
+export const peerUri = (cert: PeerCertificate): string => /URI:([^,]+)/.exec(cert.subjectaltname ?? '')?.[1] ?? '(none)';
 
 /**
  * Issues certificates for a workload in each of two clusters and runs one real mTLS
  * handshake between them on loopback: proof that the clusters share a trust domain.
  */
 export async function crossClusterHandshake(authority: TrustAuthority, serverCluster: string, clientCluster: string): Promise<HandshakeReport> {
-  const server = workload(authority, serverCluster, 'reviews');
-  const client = workload(authority, clientCluster, 'productpage');
+  const server = workloadIdentity(authority, serverCluster, 'reviews');
+  const client = workloadIdentity(authority, clientCluster, 'productpage');
   let serverSaw = '(none)';
   const tlsServer = createServer({ ...server.tls, requestCert: true, rejectUnauthorized: true }, (socket: TLSSocket) => {
     serverSaw = peerUri(socket.getPeerCertificate());

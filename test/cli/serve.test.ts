@@ -76,7 +76,9 @@ async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
 }
 
 /** What npm start runs, with free ports. */
-const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s'];
+// the demo's built-in gateways listen on fixed ports (15443-15445): left out here so a running `npm start` does not
+// collide; test/cli/gateway-cli.test.ts runs serve with them
+const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s', '--no-gateways'];
 
 describe('meshfed serve --demo --config federation/demo.yaml (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {

@@ -12,12 +12,11 @@ export type LocalityPriority = 0 | 1 | 2 | 3;
  * nothing to be near to. Missing fields compare as ''.
  */
 export function localityPriority(proxy: Partial<Locality>, endpoint: Partial<Locality>): LocalityPriority {
-  const p = { region: proxy.region ?? '', zone: proxy.zone ?? '', subzone: proxy.subzone ?? '' };
-  const e = { region: endpoint.region ?? '', zone: endpoint.zone ?? '', subzone: endpoint.subzone ?? '' };
-  if (p.region === '') return 0;
-  if (e.region !== p.region) return 3;
-  if (e.zone !== p.zone) return 2;
-  if (e.subzone !== p.subzone) return 1;
+  const region = proxy.region ?? '';
+  if (region === '') return 0;
+  if ((endpoint.region ?? '') !== region) return 3;
+  if ((endpoint.zone ?? '') !== (proxy.zone ?? '')) return 2;
+  if ((endpoint.subzone ?? '') !== (proxy.subzone ?? '')) return 1;
   return 0;
 }
 

@@ -18,8 +18,13 @@ const healthyWeight = (endpoints: readonly LbEndpoint[]): number =>
   Math.min(Math.max(endpoints.filter((e) => e.health === 'HEALTHY').reduce((sum, e) => sum + e.weight, 0), 1), MAX_WEIGHT);
 
 function uniformlyWeighted(group: LocalityGroup): boolean {
-  const weights = new Set(group.endpoints.filter((e) => e.health === 'HEALTHY').map((e) => e.weight));
-  return weights.size <= 1;
+  let weight: number | undefined;
+  for (const e of group.endpoints) {
+    if (e.health !== 'HEALTHY') continue;
+    if (weight === undefined) weight = e.weight;
+    else if (e.weight !== weight) return false;
+  }
+  return true;
 }
 
 const hostPort = (e: LbEndpoint): string => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);

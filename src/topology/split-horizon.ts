@@ -40,8 +40,9 @@
  */
 import type { Locality } from '../model/locality.js';
 import type { Endpoint, EndpointHealth, ServicePort } from '../model/service.js';
+import type { ServiceView } from '../registry/source.js';
 import type { ClusterView, FederatedSnapshot } from '../registry/snapshot.js';
-import { addressKey, gatewaysFor, indexGateways, type NetworkGateway, type SkippedGateway } from './gateways.js';
+import { addressKey, gatewaysFor, indexGateways, type GatewayIndex, type NetworkGateway, type SkippedGateway } from './gateways.js';
 import { compareLocality, localityKey, localityPriority } from './priority.js';
 
 /** The asking proxy, from its xDS node (CLUSTER_ID, NETWORK, locality). */
@@ -136,13 +137,17 @@ export function endpointLocality(cluster: ClusterView['cluster'], endpoint: Endp
 }
 
 interface Candidate {
-  cluster: string;
-  network: string;
-  address: string;
-  port: number;
-  mtls: boolean;
-  health: LbHealth;
-  locality: Locality;
+  readonly cluster: string;
+  readonly network: string;
+  readonly address: string;
+  readonly port: number;
+  readonly mtls: boolean;
+  readonly health: LbHealth;
+  readonly locality: Locality;
+  /** addressKey(address, port) */
+  readonly addressKey: string;
+  /** localityKey(locality) */
+  readonly localityKey: string;
 }
 
 interface GatewayAccumulator {
@@ -166,7 +171,7 @@ interface Placed {
  * last-known endpoints).
  */
 export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, service: string, port: number): LoadAssignment {
-  const index = indexGateways(snapshot);
+  const index = gatewayIndexOf(snapshot);
   const scale = index.scaleFactor;
   const proxyNetwork = proxy.network !== undefined && proxy.network !== '' ? proxy.network : undefined;
 
@@ -180,41 +185,41 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
 
   for (const c of candidates) {
     const gateways = gatewaysFor(index, c.network, c.cluster);
-    const drop = (reason: DropReason): void => {
-      dropped.push({ cluster: c.cluster, network: c.network, address: c.address, port: c.port, reason });
-    };
     if (proxyNetwork === undefined || c.network === proxyNetwork || gateways.length === 0) {
-      const key = addressKey(c.address, c.port);
+      const key = c.addressKey;
       if (directAddresses.has(key)) {
-        drop('duplicate-address');
+        dropped.push(droppedEndpoint(c, 'duplicate-address'));
         continue;
       }
       directAddresses.add(key);
-      placed.push({ locality: c.locality, endpoint: { address: c.address, port: c.port, weight, health: c.health, via: { kind: 'direct' } } });
+      placed.push({ locality: c.locality, endpoint: { address: c.address, port: c.port, weight, health: c.health, via: DIRECT } });
       continue;
     }
     if (!c.mtls) {
-      drop('plaintext-cross-network');
+      dropped.push(droppedEndpoint(c, 'plaintext-cross-network'));
       continue;
     }
     const share = Math.floor(weight / gateways.length);
     for (const gateway of gateways) {
-      const key = addressKey(gateway.address, gateway.port);
+      const key = gatewayKey(gateway);
       let acc = gatewayAcc.get(key);
       if (!acc) {
         acc = { gateway, clusters: new Set(), weight: 0, healthy: 0, localities: new Map() };
         gatewayAcc.set(key, acc);
       }
       acc.clusters.add(c.cluster);
-      const lk = localityKey(c.locality);
-      const at = acc.localities.get(lk) ?? { locality: c.locality, healthy: 0, all: 0 };
+      const lk = c.localityKey;
+      let at = acc.localities.get(lk);
+      if (!at) {
+        at = { locality: c.locality, healthy: 0, all: 0 };
+        acc.localities.set(lk, at);
+      }
       at.all += 1;
       if (c.health === 'HEALTHY') {
         acc.weight += share;
         acc.healthy += 1;
         at.healthy += 1;
       }
-      acc.localities.set(lk, at);
     }
   }
 
@@ -240,26 +245,95 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
   return { service, port, groups: group(proxy.locality, placed), scaleFactor: scale, dropped, skippedGateways };
 }
 
+const DIRECT: LbVia = Object.freeze({ kind: 'direct' });
+
+const gatewayKeys = new WeakMap<NetworkGateway, string>();
+
+/** addressKey of a gateway of an index, computed once per gateway object. */
+function gatewayKey(gateway: NetworkGateway): string {
+  let key = gatewayKeys.get(gateway);
+  if (key === undefined) {
+    key = addressKey(gateway.address, gateway.port);
+    gatewayKeys.set(gateway, key);
+  }
+  return key;
+}
+
+const droppedEndpoint = (c: Candidate, reason: DropReason): DroppedEndpoint => ({ cluster: c.cluster, network: c.network, address: c.address, port: c.port, reason });
+
+/**
+ * What loadAssignment needs of a snapshot whatever the proxy and service, computed once per snapshot (snapshots are
+ * immutable): the gateway index, and the non-evicted clusters in name order.
+ */
+interface SnapshotIndex {
+  gateways: GatewayIndex;
+  clusters: [string, ClusterView][];
+}
+
+const snapshotIndexes = new WeakMap<FederatedSnapshot, SnapshotIndex>();
+
+function snapshotIndex(snapshot: FederatedSnapshot): SnapshotIndex {
+  let index = snapshotIndexes.get(snapshot);
+  if (!index) {
+    const clusters = [...snapshot.clusters].filter(([, view]) => view.state !== 'evicted').sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    index = { gateways: indexGateways(snapshot), clusters };
+    snapshotIndexes.set(snapshot, index);
+  }
+  return index;
+}
+
+const gatewayIndexOf = (snapshot: FederatedSnapshot): GatewayIndex => snapshotIndex(snapshot).gateways;
+
+/**
+ * The candidates of one (ServiceView, service port) of a cluster: the same objects for every proxy and every snapshot
+ * that shares that ServiceView (a new snapshot shares every unchanged object with the one before), never changed.
+ */
+const candidateCache = new WeakMap<ServiceView, Map<number, { name: string; cluster: ClusterView['cluster']; candidates: readonly Candidate[] }>>();
+
+function candidatesOf(name: string, cluster: ClusterView['cluster'], sv: ServiceView, servicePort: ServicePort): readonly Candidate[] {
+  let byPort = candidateCache.get(sv);
+  if (!byPort) {
+    byPort = new Map();
+    candidateCache.set(sv, byPort);
+  }
+  const known = byPort.get(servicePort.port);
+  // the candidates depend on the cluster's name and registration too (network, region, zone): reused only for the same
+  if (known?.name === name && known.cluster === cluster) return known.candidates;
+  const candidates: Candidate[] = [];
+  for (const ep of sv.endpoints) {
+    const port = endpointPort(servicePort, ep);
+    const locality = endpointLocality(cluster, ep);
+    candidates.push({
+      cluster: name,
+      network: ep.network ?? cluster.network,
+      address: ep.address,
+      port,
+      mtls: ep.tlsMode === 'mtls',
+      health: lbHealth(ep.health),
+      locality,
+      addressKey: addressKey(ep.address, port),
+      localityKey: localityKey(locality),
+    });
+  }
+  byPort.set(servicePort.port, { name, cluster, candidates });
+  return candidates;
+}
+
 /** The service's endpoints on `port` from every non-evicted cluster, in cluster-name order. */
 function collect(snapshot: FederatedSnapshot, service: string, port: number): Candidate[] {
   const out: Candidate[] = [];
-  for (const name of [...snapshot.clusters.keys()].sort()) {
-    const view = snapshot.clusters.get(name);
-    if (!view || view.state === 'evicted') continue;
+  for (const [name, view] of snapshotIndex(snapshot).clusters) {
     const sv = view.services.get(service);
-    const servicePort = sv?.service.ports.find((p) => p.port === port);
-    if (!sv || !servicePort) continue; // a cluster whose service lacks the port contributes nothing
-    for (const ep of sv.endpoints) {
-      out.push({
-        cluster: name,
-        network: ep.network ?? view.cluster.network,
-        address: ep.address,
-        port: endpointPort(servicePort, ep),
-        mtls: ep.tlsMode === 'mtls',
-        health: lbHealth(ep.health),
-        locality: endpointLocality(view.cluster, ep),
-      });
+    if (!sv) continue;
+    let servicePort: ServicePort | undefined;
+    for (const p of sv.service.ports) {
+      if (p.port === port) {
+        servicePort = p;
+        break;
+      }
     }
+    if (!servicePort) continue; // a cluster whose service lacks the port contributes nothing
+    for (const c of candidatesOf(name, view.cluster, sv, servicePort)) out.push(c);
   }
   return out;
 }
@@ -285,18 +359,31 @@ function group(proxy: Partial<Locality>, placed: Placed[]): LocalityGroup[] {
     }
     g.endpoints.push(endpoint);
   }
-  const raw = [...new Set([...groups.values()].map((g) => g.priority))].sort((a, b) => a - b);
   const out = [...groups.values()];
+  // the raw priorities present (0..3), renumbered from 0 without gaps
+  let present = 0;
+  for (const g of out) present |= 1 << g.priority;
   for (const g of out) {
-    g.priority = raw.indexOf(g.priority);
+    g.priority = bitsBelow(present, g.priority);
     g.endpoints.sort(compareEndpoints);
-    const healthy = g.endpoints.filter((e) => e.health === 'HEALTHY').reduce((sum, e) => sum + e.weight, 0);
+    let healthy = 0;
+    for (const e of g.endpoints) if (e.health === 'HEALTHY') healthy += e.weight;
     g.weight = clampWeight(healthy);
   }
-  return out.sort((a, b) => a.priority - b.priority || compareLocality(a.locality, b.locality));
+  return out.sort(compareGroups);
 }
 
+/** How many of the bits of `mask` are below bit `bit`. */
+function bitsBelow(mask: number, bit: number): number {
+  let n = 0;
+  for (let b = 0; b < bit; b++) if (mask & (1 << b)) n++;
+  return n;
+}
+
+const compareGroups = (a: LocalityGroup, b: LocalityGroup): number => a.priority - b.priority || compareLocality(a.locality, b.locality);
+
+const viaOrder = (e: LbEndpoint): number => (e.via.kind === 'direct' ? 0 : 1);
+
 function compareEndpoints(a: LbEndpoint, b: LbEndpoint): number {
-  const kind = (e: LbEndpoint): number => (e.via.kind === 'direct' ? 0 : 1);
-  return kind(a) - kind(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0) || a.port - b.port;
+  return viaOrder(a) - viaOrder(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0) || a.port - b.port;
 }

@@ -36,7 +36,8 @@
  * - A request is answered when it is the first of its type on the stream or changes the interest (subscribe or
  *   unsubscribe not empty); a pure ACK or NACK is not.
  * - A provider change of a type re-evaluates every stream subscribed to it and pushes only the changed and removed
- *   resources (nothing when nothing differs for that stream).
+ *   resources (nothing when nothing differs for that stream). When the provider names the resources that changed, a
+ *   stream not under the wildcard and subscribed to none of them is not re-evaluated.
  * - A type the provider does not serve (resources() → undefined) gets one empty response (counted as unknownTypes),
  *   then nothing until the provider serves it.
  * - A request without type_url is ignored and counted as malformed. A provider that throws is logged and counted;
@@ -133,9 +134,12 @@ export class DeltaAdsStream implements AdsStreamHandler<DeltaDiscoveryRequestObj
     if (first || subscribe.length > 0 || unsubscribe.length > 0) this.respond(state, node, typeUrl, false);
   }
 
-  push(typeUrl: string, node: NodeIdentity): void {
+  push(typeUrl: string, node: NodeIdentity, changed?: ReadonlySet<string>): void {
     const state = this.types.get(typeUrl);
-    if (state) this.respond(state, node, typeUrl, true);
+    if (!state) return;
+    // not under the wildcard, and none of its names changed: nothing to send (a name it holds is one of its names)
+    if (changed !== undefined && !state.wildcard && ![...state.names].some((name) => changed.has(name))) return;
+    this.respond(state, node, typeUrl, true);
   }
 
   /** An ACK or NACK of the last unsettled response of the type, or a stale nonce. */

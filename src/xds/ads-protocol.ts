@@ -155,13 +155,63 @@ function anyField(typeUrl: string, value: Uint8Array): Buffer {
  * little more than writing the same bytes to each (field order does not matter to a protobuf decoder).
  */
 export function encodeDiscoveryResponse(res: { version_info: string; resources: readonly AnyWireObject[]; type_url: string; nonce: string }): EncodedDiscoveryResponse {
-  const head = protobuf.Writer.create();
-  if (res.version_info !== '') head.uint32(10).string(res.version_info);
-  const tail = protobuf.Writer.create();
-  if (res.type_url !== '') tail.uint32(34).string(res.type_url);
-  if (res.nonce !== '') tail.uint32(42).string(res.nonce);
-  return Buffer.concat([head.finish(), ...res.resources.map((r) => anyField(r.type_url, r.value)), tail.finish()]);
+  return withTypeAndNonce(encodeResponseBody(res.version_info, res.resources), res.type_url, res.nonce);
 }
+
+/**
+ * The part of a DiscoveryResponse that streams sharing a view share: version_info (field 1) and resources (field 2).
+ * A stream completes it with withTypeAndNonce.
+ */
+export function encodeResponseBody(versionInfo: string, resources: readonly AnyWireObject[]): Buffer {
+  const head = protobuf.Writer.create();
+  if (versionInfo !== '') head.uint32(10).string(versionInfo);
+  if (resources.length === 0) return Buffer.from(head.finish());
+  return Buffer.concat([head.finish(), ...resources.map((r) => anyField(r.type_url, r.value))]);
+}
+
+/** type_url (field 4) with its tag and length, per type URL. */
+const typeUrlFields = new Map<string, Buffer>();
+
+function typeUrlField(typeUrl: string): Buffer {
+  let field = typeUrlFields.get(typeUrl);
+  if (field === undefined) {
+    field = Buffer.from(protobuf.Writer.create().uint32(34).string(typeUrl).finish());
+    // type URLs come from clients: only a bounded number are remembered
+    if (typeUrlFields.size < 64) typeUrlFields.set(typeUrl, field);
+  }
+  return field;
+}
+
+/**
+ * A complete DiscoveryResponse: `body` (encodeResponseBody) followed by type_url (field 4) and nonce (field 5), in one
+ * buffer. Only the nonce is encoded per call (the server's nonces are short decimal strings; any string works).
+ */
+export function withTypeAndNonce(body: Uint8Array, typeUrl: string, nonce: string): EncodedDiscoveryResponse {
+  const type = typeUrl === '' ? undefined : typeUrlField(typeUrl);
+  const nonceBytes = nonce === '' ? 0 : Buffer.byteLength(nonce);
+  const nonceField = nonceBytes === 0 ? 0 : 1 + varintLength(nonceBytes) + nonceBytes;
+  const out = Buffer.allocUnsafe(body.length + (type?.length ?? 0) + nonceField);
+  out.set(body, 0);
+  let at = body.length;
+  if (type) {
+    out.set(type, at);
+    at += type.length;
+  }
+  if (nonceBytes > 0) {
+    out[at++] = 42;
+    for (let n = nonceBytes; ; n >>>= 7) {
+      if (n < 0x80) {
+        out[at++] = n;
+        break;
+      }
+      out[at++] = (n & 0x7f) | 0x80;
+    }
+    out.write(nonce, at, 'utf8');
+  }
+  return out;
+}
+
+const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5);
 
 /** The SotW method as the server registers it: responses are written already encoded. */
 export function encodedResponseMethod(method: AdsMethodDefinition): GrpcMethodDefinition<DiscoveryRequestObject, EncodedDiscoveryResponse> {

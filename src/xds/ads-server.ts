@@ -27,7 +27,11 @@
  * - A request without type_url (ADS needs it) is ignored and counted as malformed. A message that cannot be decoded
  *   is refused by grpc-js itself (that stream ends with INTERNAL); no other stream notices.
  * - On a provider change of a type, every stream subscribed to that type is re-evaluated and pushed to (new version,
- *   new nonce) only if the provider's version for its names differs from the version last sent to it.
+ *   new nonce) only if the provider's version for its names differs from the version last sent to it. When the
+ *   provider names the resources that changed, a stream subscribed by name to none of them is not re-evaluated.
+ * - The response body (version and resources) is encoded once per ResourceSet the provider hands out (and, for a push
+ *   that carries only what changed, once per pair of sets), and shared by every stream sent it; only type_url and
+ *   nonce are written per stream.
  * - A provider that throws is logged; the request (or push) is dropped for that stream only.
  * Delta xDS: see the decisions at the top of ./ads-delta.ts.
  */
@@ -40,10 +44,11 @@ import {
   type DeltaDiscoveryRequestObject,
   type DeltaDiscoveryResponseObject,
   type DiscoveryRequestObject,
-  encodeDiscoveryResponse,
+  encodeResponseBody,
   encodedResponseMethod,
   type EncodedDiscoveryResponse,
   type NodeObject,
+  withTypeAndNonce,
 } from './ads-protocol.js';
 import { TYPE_URL } from './envoy-protos.js';
 
@@ -73,6 +78,10 @@ export interface EncodedResource {
   version?: string;
 }
 
+/**
+ * A provider may hand out the same ResourceSet object again while nothing in it changed (the server then reuses what
+ * it encoded for it, across streams); a set, once handed out, is never changed.
+ */
 export interface ResourceSet {
   version: string;
   resources: EncodedResource[];
@@ -84,8 +93,12 @@ export interface ResourceProvider {
    * that set; undefined when the provider does not serve the type.
    */
   resources(node: NodeIdentity, typeUrl: string, names: readonly string[]): ResourceSet | undefined;
-  /** A change: the server re-evaluates subscribed streams of that type. Returns the unsubscribe function. */
-  subscribe(listener: (typeUrl: string) => void): () => void;
+  /**
+   * A change: the server re-evaluates subscribed streams of that type. `names`, when given: the only resources of the
+   * type that may have changed, appeared or gone, for any node (streams subscribed by name to none of them are not
+   * re-evaluated); without it, any may have. Returns the unsubscribe function.
+   */
+  subscribe(listener: (typeUrl: string, names?: ReadonlySet<string>) => void): () => void;
 }
 
 export interface AdsServerOptions {
@@ -170,8 +183,8 @@ export interface AdsStreamContext<Res> {
 export interface AdsStreamHandler<Req> {
   /** a request; `node` is the identity from the stream's first request */
   onRequest(req: Req, node: NodeIdentity): void;
-  /** the provider announced a change of `typeUrl` */
-  push(typeUrl: string, node: NodeIdentity): void;
+  /** the provider announced a change of `typeUrl` (of the resources `names` only, when given) */
+  push(typeUrl: string, node: NodeIdentity, names?: ReadonlySet<string>): void;
 }
 
 interface TypeState {
@@ -179,8 +192,8 @@ interface TypeState {
   names: string[];
   sentVersion: string;
   sentNonce: string;
-  /** the version of every resource of the set last sent (including those a push left out as unchanged) */
-  sent: Map<string, string>;
+  /** the set last sent, whole (including the resources a push left out as unchanged); undefined: an unknown type */
+  sent: ResourceSet | undefined;
   ackedVersion?: string;
   nackedVersion?: string;
   /** the provider does not serve this type */
@@ -221,6 +234,68 @@ const normalizeNames = (names: unknown): string[] =>
 
 const sameNames = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((n, i) => n === b[i]);
 
+/** `names` (a request's resource_names) normalized; `known` itself when they are the same (the usual ACK). */
+function namesOf(names: unknown, known: string[] | undefined): string[] {
+  if (known !== undefined && Array.isArray(names) && names.length === known.length) {
+    let same = true;
+    for (let i = 0; i < known.length; i++) {
+      if (names[i] !== known[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return known;
+  }
+  return normalizeNames(names);
+}
+
+const EMPTY_BODY = encodeResponseBody('', []);
+/** per set: its response body (version and every resource), shared by every stream that is sent the whole set */
+const wholeBodies = new WeakMap<ResourceSet, Buffer>();
+/** per set, per set sent before it: the body of a push that carries only what changed in between */
+const changedBodies = new WeakMap<ResourceSet, WeakMap<ResourceSet, Buffer>>();
+
+const toAnyWire = (r: EncodedResource): AnyWireObject => ({ type_url: r.typeUrl, value: r.value });
+
+function wholeBody(set: ResourceSet): Buffer {
+  let body = wholeBodies.get(set);
+  if (body === undefined) {
+    body = encodeResponseBody(set.version, set.resources.map(toAnyWire));
+    wholeBodies.set(set, body);
+  }
+  return body;
+}
+
+/**
+ * The body of a push of `set` to a stream last sent `previous` (same type and names), for a type whose resources are
+ * not all required: only the resources whose version differs; all of them when `set` has a resource `previous` had
+ * not. Shared by every stream that goes from `previous` to `set`.
+ */
+function changedBody(set: ResourceSet, previous: ResourceSet): Buffer {
+  let byPrevious = changedBodies.get(set);
+  let body = byPrevious?.get(previous);
+  if (body !== undefined) return body;
+  const before = new Map<string, string>();
+  for (const r of previous.resources) before.set(r.name, resourceVersion(r));
+  const changed: EncodedResource[] = [];
+  let all = false;
+  for (const r of set.resources) {
+    const version = before.get(r.name);
+    if (version === undefined) {
+      all = true;
+      break;
+    }
+    if (version !== resourceVersion(r)) changed.push(r);
+  }
+  body = all || changed.length === set.resources.length ? wholeBody(set) : encodeResponseBody(set.version, changed.map(toAnyWire));
+  if (!byPrevious) {
+    byPrevious = new WeakMap();
+    changedBodies.set(set, byPrevious);
+  }
+  byPrevious.set(previous, body);
+  return body;
+}
+
 /** The state-of-the-world protocol logic of one stream. */
 class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
   readonly types = new Map<string, TypeState>();
@@ -237,8 +312,8 @@ class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
       return;
     }
     const nonce = typeof req.response_nonce === 'string' ? req.response_nonce : '';
-    const names = normalizeNames(req.resource_names);
     const state = this.types.get(typeUrl);
+    const names = namesOf(req.resource_names, state?.names);
 
     if (nonce === '') {
       // a new subscription, a re-request, or a reconnect carrying an old version_info: the full current state
@@ -269,7 +344,7 @@ class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
     } else {
       state.ackedVersion = typeof req.version_info === 'string' ? req.version_info : '';
     }
-    if (!sameNames(names, state.names)) this.respond(node, typeUrl, names, false);
+    if (names !== state.names && !sameNames(names, state.names)) this.respond(node, typeUrl, names, false);
   }
 
   /**
@@ -286,34 +361,38 @@ class SotwStream implements AdsStreamHandler<DiscoveryRequestObject> {
       logger.error({ stream: id, node: node.id, typeUrl, err }, 'ADS: resource provider failed');
       return;
     }
-    const previous = this.types.get(typeUrl);
-    if (onlyIfChanged && (previous === undefined || previous.unknown || set === undefined || set.version === previous.sentVersion)) return;
+    let state = this.types.get(typeUrl);
+    if (onlyIfChanged && (state === undefined || state.unknown || set === undefined || set.version === state.sentVersion)) return;
     if (set === undefined) counters.unknownTypes++;
-    const version = set?.version ?? '';
-    const all = set?.resources ?? [];
-    const sent = new Map(all.map((r) => [r.name, resourceVersion(r)]));
     // a push of a type whose resources are not all required carries only what changed since this stream's last response
-    const changed = onlyIfChanged && previous !== undefined && !ALL_REQUIRED.has(typeUrl) && all.every((r) => previous.sent.has(r.name)) ? all.filter((r) => previous.sent.get(r.name) !== sent.get(r.name)) : all;
-    const resources: AnyWireObject[] = changed.map((r) => ({ type_url: r.typeUrl, value: r.value }));
+    const body = set === undefined ? EMPTY_BODY : onlyIfChanged && state?.sent !== undefined && !ALL_REQUIRED.has(typeUrl) ? changedBody(set, state.sent) : wholeBody(set);
     const nonce = String(++this.nonce);
-    const state: TypeState = { names, sentVersion: version, sentNonce: nonce, sent, unknown: set === undefined };
-    if (previous?.ackedVersion !== undefined) state.ackedVersion = previous.ackedVersion;
-    if (previous?.nackedVersion !== undefined) state.nackedVersion = previous.nackedVersion;
-    this.types.set(typeUrl, state);
-    this.context.respond(encodeDiscoveryResponse({ version_info: version, resources, type_url: typeUrl, nonce }), typeUrl, nonce, onlyIfChanged);
+    if (state === undefined) {
+      state = { names, sentVersion: '', sentNonce: '', sent: undefined, unknown: false };
+      this.types.set(typeUrl, state);
+    }
+    state.names = names;
+    state.sentVersion = set?.version ?? '';
+    state.sentNonce = nonce;
+    state.sent = set;
+    state.unknown = set === undefined;
+    this.context.respond(withTypeAndNonce(body, typeUrl, nonce), typeUrl, nonce, onlyIfChanged);
   }
 
-  /** Re-evaluates a subscribed type after a provider change. */
-  push(typeUrl: string, node: NodeIdentity): void {
+  /** Re-evaluates a subscribed type after a provider change (of `changed` only, when given). */
+  push(typeUrl: string, node: NodeIdentity, changed?: ReadonlySet<string>): void {
     const state = this.types.get(typeUrl);
-    if (state && !state.unknown) this.respond(node, typeUrl, state.names, true);
+    if (!state || state.unknown) return;
+    // subscribed by name to none of the changed resources: nothing of this stream's can have changed
+    if (changed !== undefined && state.names.length > 0 && !state.names.some((name) => changed.has(name))) return;
+    this.respond(node, typeUrl, state.names, true);
   }
 }
 
 /** An open stream of either kind, as the core tracks it. */
 interface OpenStream {
   readonly id: number;
-  push(typeUrl: string): void;
+  push(typeUrl: string, names: ReadonlySet<string> | undefined): void;
   /** ends the stream (OK) */
   end(): void;
 }
@@ -354,7 +433,7 @@ class AdsServerCore {
       respond: (res, typeUrl, nonce, push) => {
         counters.responses++;
         if (push) counters.pushes++;
-        lastSent.set(typeUrl, { nonce, at: performance.now() });
+        if (observer.answered) lastSent.set(typeUrl, { nonce, at: performance.now() });
         try {
           call.write(res);
         } catch (err) {
@@ -385,8 +464,8 @@ class AdsServerCore {
     };
     const stream: OpenStream = {
       id,
-      push: (typeUrl) => {
-        if (!closed && node !== undefined) handler.push(typeUrl, node);
+      push: (typeUrl, names) => {
+        if (!closed && node !== undefined) handler.push(typeUrl, node, names);
       },
       end: () => {
         if (closed) return;
@@ -431,10 +510,10 @@ class AdsServerCore {
     call.on('close', forget);
   }
 
-  onChange(typeUrl: string): void {
+  onChange(typeUrl: string, names: ReadonlySet<string> | undefined): void {
     for (const stream of [...this.streams]) {
       try {
-        stream.push(typeUrl);
+        stream.push(typeUrl, names);
       } catch (err) {
         this.logger.error({ stream: stream.id, typeUrl, err }, 'ADS: push failed');
       }
@@ -467,8 +546,8 @@ export async function startAdsServer(options: AdsServerOptions): Promise<AdsServ
       else resolve(bound);
     });
   });
-  const unsubscribe = options.provider.subscribe((typeUrl) => {
-    core.onChange(typeUrl);
+  const unsubscribe = options.provider.subscribe((typeUrl, names) => {
+    core.onChange(typeUrl, names);
   });
   logger.info({ host: options.host, port }, 'ADS server listening');
   let closing: Promise<void> | undefined;

@@ -13,11 +13,14 @@
  * is remembered per view until something in that view changes.
  *
  * Pushes. Snapshot changes are coalesced (default 100 ms quiet, 1 s at most) and then announced per type: EDS when
- * only endpoints changed (only the changed services' resources are rebuilt); every type, with every resource
- * re-checked, when the catalog (services, ports, identities, where they run) or a cluster (network, locality, state,
- * gateways) changed.
+ * only endpoints changed (only the changed services' resources are rebuilt, and the announcement names them, so
+ * streams subscribed to none of them are not re-evaluated); every type, with every resource re-checked, when the
+ * catalog (services, ports, identities, where they run) or a cluster (network, locality, state, gateways) changed.
+ *
+ * Sets. A set of one resource, and a set of several names once asked for, are the same object until one of its
+ * resources changes (the ADS server encodes each set's response once for every stream it goes to).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import type { FederatedSnapshot, SnapshotChange } from '../registry/snapshot.js';
 import { EMPTY_SNAPSHOT } from '../registry/snapshot.js';
@@ -35,7 +38,7 @@ import {
 import type { EncodedResource, NodeIdentity, ResourceProvider, ResourceSet } from './ads-server.js';
 import { TYPE_URL } from './envoy-protos.js';
 import { clusterToAny, edsCluster, outboundClusterName } from './resources/cluster.js';
-import { clusterLoadAssignment, toAny as claToAny } from './resources/endpoints.js';
+import { encodeLoadAssignment } from './resources/endpoints.js';
 import { gatewayCluster, gatewayClusterName, gatewayClusterToAny, gatewayListener, gatewayListenerName, gatewayListenerToAny } from './resources/gateway-listener.js';
 import { listenerToAny, proxylessListener } from './resources/listener.js';
 import { proxylessDomains, proxylessRouteConfiguration, routeConfigurationToAny } from './resources/route.js';
@@ -93,6 +96,10 @@ interface Entry {
   /** the service it was built from, for invalidation */
   service: string;
   cache: ViewCache;
+  /** what is handed out for it, the same object until its bytes change */
+  resource: EncodedResource;
+  /** the set of this one resource, likewise */
+  set: ResourceSet;
 }
 
 /** The resources of one type for one view. */
@@ -100,6 +107,34 @@ interface ViewCache {
   typeUrl: string;
   entries: Map<string, Entry>;
   wildcard?: ResourceSet;
+  /** the last wildcard set, handed out again when a rebuild finds the same resources */
+  lastWildcard?: ResourceSet;
+  /** moves whenever an entry of this view goes stale: a remembered set of an older generation is checked again */
+  generation: number;
+  /** sets of several names, by names key */
+  sets: Map<string, { generation: number; set: ResourceSet }>;
+}
+
+/** How many sets of several names a view remembers before it starts over. */
+const MAX_NAMED_SETS = 10_000;
+
+/** A key for a list of several names, remembered per array (a stream asks with the same array every time). */
+const namesKeys = new WeakMap<readonly string[], string>();
+
+function namesKey(names: readonly string[]): string {
+  let key = namesKeys.get(names);
+  if (key === undefined) {
+    key = JSON.stringify(names);
+    namesKeys.set(names, key);
+  }
+  return key;
+}
+
+/** Whether two lists hold the same resource objects, in the same order. */
+function sameResources(a: readonly EncodedResource[], b: readonly EncodedResource[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A resource name resolved to the service port it stands for. */
@@ -117,7 +152,7 @@ export class FederationXds implements ResourceProvider {
   readonly #maxDelayMs: number;
   readonly #domainSuffix: string;
   readonly #trustDomain: string | undefined;
-  readonly #listeners = new Set<(typeUrl: string) => void>();
+  readonly #listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
   /** what to build for a (kind, type, where the proxy stands), until the next change; null: not served */
@@ -159,7 +194,7 @@ export class FederationXds implements ResourceProvider {
     return this.#catalog;
   }
 
-  subscribe(listener: (typeUrl: string) => void): () => void {
+  subscribe(listener: (typeUrl: string, names?: ReadonlySet<string>) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -197,13 +232,43 @@ export class FederationXds implements ResourceProvider {
     plan.cache = cache;
     if (names.length === 0 && plan.all) {
       if (cache.wildcard) return cache.wildcard;
-      const all = plan.all().map((name) => this.#entry(cache, name, plan)).filter((r): r is EncodedResource => r !== undefined);
-      cache.wildcard = { version: fingerprint(all.map((r) => `${r.name}@${r.version ?? ''}`).join(',')), resources: all };
+      const all = this.#entries(cache, plan.all(), plan);
+      const last = cache.lastWildcard;
+      cache.wildcard = last && sameResources(last.resources, all) ? last : { version: setVersion(all), resources: all };
+      cache.lastWildcard = cache.wildcard;
       return cache.wildcard;
     }
-    const resources = names.map((name) => this.#entry(cache, name, plan)).filter((r): r is EncodedResource => r !== undefined);
-    const version = resources.length === 1 ? (resources[0]?.version ?? '') : resources.map((r) => `${r.name}@${r.version ?? ''}`).join(',');
-    return { version: resources.length === 0 ? 'empty' : version, resources };
+    if (names.length === 1) {
+      const name = names[0] ?? '';
+      const entry = cache.entries.get(name);
+      if (entry && !entry.stale) return entry.set;
+      const resource = this.#entry(cache, name, plan);
+      return resource ? (cache.entries.get(name)?.set ?? { version: resource.version ?? '', resources: [resource] }) : { version: 'empty', resources: [] };
+    }
+    // several names: the set is remembered, and handed out again while its resources are the same objects
+    const key = namesKey(names);
+    const known = cache.sets.get(key);
+    if (known?.generation === cache.generation) return known.set;
+    const resources = this.#entries(cache, names, plan);
+    let set: ResourceSet;
+    if (known && sameResources(known.set.resources, resources)) {
+      set = known.set;
+    } else {
+      set = { version: resources.length === 0 ? 'empty' : resources.length === 1 ? (resources[0]?.version ?? '') : setVersion(resources), resources };
+    }
+    if (!known && cache.sets.size >= MAX_NAMED_SETS) cache.sets.clear();
+    cache.sets.set(key, { generation: cache.generation, set });
+    return set;
+  }
+
+  /** The resources of `names` that exist (rebuilt when stale), in that order. */
+  #entries(cache: ViewCache, names: readonly string[], plan: Plan): EncodedResource[] {
+    const out: EncodedResource[] = [];
+    for (const name of names) {
+      const resource = this.#entry(cache, name, plan);
+      if (resource) out.push(resource);
+    }
+    return out;
   }
 
   // ---- what to build for whom -----------------------------------------------------------------
@@ -222,7 +287,7 @@ export class FederationXds implements ResourceProvider {
       return {
         view: `${proxy.network ?? ''}|${node.locality.region}|${node.locality.zone}|${node.locality.subzone}`,
         all: undefined,
-        resolve: (name) => outbound(name, (t) => claToAny(clusterLoadAssignment(name, shape(loadAssignment(snapshot, proxy, t.service.key, t.port)))).value),
+        resolve: (name) => outbound(name, (t) => encodeLoadAssignment(name, shape(loadAssignment(snapshot, proxy, t.service.key, t.port)))),
       };
     };
     switch (kind) {
@@ -303,7 +368,7 @@ export class FederationXds implements ResourceProvider {
           return {
             view: cluster,
             all: undefined,
-            resolve: (name) => gateway(name, (t) => claToAny(clusterLoadAssignment(name, gatewayAssignment(snapshot, cluster, t.service.key, t.port))).value),
+            resolve: (name) => gateway(name, (t) => encodeLoadAssignment(name, gatewayAssignment(snapshot, cluster, t.service.key, t.port))),
           };
         }
         return undefined;
@@ -356,7 +421,7 @@ export class FederationXds implements ResourceProvider {
   #cache(key: string, typeUrl: string): ViewCache {
     let cache = this.#caches.get(key);
     if (!cache) {
-      cache = { typeUrl, entries: new Map() };
+      cache = { typeUrl, entries: new Map(), generation: 0, sets: new Map() };
       this.#caches.set(key, cache);
     }
     return cache;
@@ -364,7 +429,7 @@ export class FederationXds implements ResourceProvider {
 
   #entry(cache: ViewCache, name: string, plan: Plan): EncodedResource | undefined {
     let entry = cache.entries.get(name);
-    if (entry && !entry.stale) return { name, typeUrl: cache.typeUrl, value: entry.bytes, version: entry.version };
+    if (entry && !entry.stale) return entry.resource;
     const resolved = plan.resolve(name);
     if (!resolved) {
       if (entry) this.#drop(cache, name, entry);
@@ -375,7 +440,9 @@ export class FederationXds implements ResourceProvider {
       entry.stale = false;
     } else {
       if (entry) this.#drop(cache, name, entry);
-      entry = { bytes, version: String(++this.#seq), stale: false, service: resolved.service, cache };
+      const version = String(++this.#seq);
+      const resource: EncodedResource = { name, typeUrl: cache.typeUrl, value: bytes, version };
+      entry = { bytes, version, stale: false, service: resolved.service, cache, resource, set: { version, resources: [resource] } };
       cache.entries.set(name, entry);
       let set = this.#byService.get(entry.service);
       if (!set) {
@@ -384,11 +451,12 @@ export class FederationXds implements ResourceProvider {
       }
       set.add(entry);
     }
-    return { name, typeUrl: cache.typeUrl, value: entry.bytes, version: entry.version };
+    return entry.resource;
   }
 
   #drop(cache: ViewCache, name: string, entry: Entry): void {
     cache.entries.delete(name);
+    cache.generation++;
     this.#byService.get(entry.service)?.delete(entry);
   }
 
@@ -425,24 +493,30 @@ export class FederationXds implements ResourceProvider {
     this.#catalogJson = json;
     this.#clusterSignatures = clusters;
     let types: string[];
+    /** for an endpoint change: the names of the resources marked stale, the only ones that can change */
+    let names: Set<string> | undefined;
     if (catalogChanged || clustersChanged) {
       for (const cache of this.#caches.values()) {
         cache.wildcard = undefined;
+        cache.generation++;
         for (const entry of cache.entries.values()) entry.stale = true;
       }
       types = ALL_TYPES;
     } else {
+      names = new Set();
       for (const service of pending.services) {
         for (const entry of this.#byService.get(service) ?? []) {
+          names.add(entry.resource.name);
           entry.stale = true;
           entry.cache.wildcard = undefined;
+          entry.cache.generation++;
         }
       }
       types = [TYPE_URL.clusterLoadAssignment];
     }
     this.#log.debug({ snapshot: this.#snapshot.version, services: pending.services.size, catalogChanged, clustersChanged }, 'xDS: pushing');
     for (const type of types) {
-      for (const listener of this.#listeners) listener(type);
+      for (const listener of this.#listeners) listener(type, names);
     }
     const applied: AppliedChange = { types, seenAt: pending.seenAt, snapshotVersion: this.#snapshot.version };
     for (const listener of this.#appliedListeners) listener(applied);
@@ -479,4 +553,10 @@ function catalogJson(catalog: Catalog): Map<string, string> {
 }
 
 /** A short fingerprint of a long version string. */
-const fingerprint = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22);
+const fingerprint = (s: string): string => hash('sha256', s, 'base64url').slice(0, 22);
+
+/**
+ * The version of a set of several resources: a fingerprint of their names and versions (a resource's version is
+ * unique to its bytes), so it moves exactly when one of them does, and stays short on the wire and in every ACK.
+ */
+const setVersion = (resources: readonly EncodedResource[]): string => fingerprint(resources.map((r) => `${r.name}@${r.version ?? ''}`).join(','));

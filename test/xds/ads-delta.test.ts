@@ -60,14 +60,17 @@ class DeltaTestProvider implements ResourceProvider {
   /** give each resource its own version (`name#n`) instead of leaving it to the server */
   ownVersions = false;
   private readonly encoded = new Map<string, { n: number; value: Uint8Array; typeUrl: string }>();
-  private readonly listeners = new Set<(typeUrl: string) => void>();
+  private readonly listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   private changes = 0;
+  /** resources() calls per node id */
+  readonly calls = new Map<string, number>();
 
   constructor(names: readonly string[]) {
     this.versions = new Map(names.map((n) => [n, 1]));
   }
 
   resources(node: NodeIdentity, typeUrl: string, names: readonly string[]): ResourceSet | undefined {
+    this.calls.set(node.id, (this.calls.get(node.id) ?? 0) + 1);
     if (this.failFor.has(node.id)) throw new Error('provider failure');
     if (typeUrl !== EDS) return undefined;
     const wanted = names.length === 0 ? [...this.versions.keys()] : names.filter((n) => this.versions.has(n));
@@ -87,16 +90,16 @@ class DeltaTestProvider implements ResourceProvider {
     return r;
   }
 
-  subscribe(listener: (typeUrl: string) => void): () => void {
+  subscribe(listener: (typeUrl: string, names?: ReadonlySet<string>) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  /** `name` now has content `n`, announced */
-  set(name: string, n: number): void {
+  /** `name` now has content `n`, announced (naming it when `named`) */
+  set(name: string, n: number, named = false): void {
     this.versions.set(name, n);
     this.changes++;
-    this.announce(EDS);
+    for (const l of this.listeners) l(EDS, named ? new Set([name]) : undefined);
   }
 
   bump(name: string): void {
@@ -229,6 +232,20 @@ describe('delta ADS stream', () => {
 
     provider.announce(EDS); // announced, but nothing differs for this stream
     expect(await s.quiet()).toBe(true);
+  });
+
+  it('a change that names its resources re-evaluates only wildcard streams and those subscribed to one of them', async () => {
+    const onA = await opened({ node: { ...NODE, id: 'on-a' }, resource_names_subscribe: [A] });
+    const onB = await opened({ node: { ...NODE, id: 'on-b' }, resource_names_subscribe: [B] });
+    const all = await opened({ node: { ...NODE, id: 'all' } });
+    const before = new Map(provider.calls);
+    provider.set(B, 7, true);
+    const [pushedB, pushedAll] = await Promise.all([onB.s.next(), all.s.next()]);
+    expect(namesOf(pushedB)).toEqual([B]);
+    expect(namesOf(pushedAll)).toEqual([B]);
+    expect(provider.calls.get('on-a')).toBe(before.get('on-a'));
+    expect(provider.calls.get('on-b')).toBe((before.get('on-b') ?? 0) + 1);
+    expect(await onA.s.quiet()).toBe(true);
   });
 
   it('explicit subscribe and unsubscribe change what is sent, and each response carries only what is new', async () => {

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RawStream } from './raw-ads-stream.js';
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
-import { ADS_METHOD_PATH, adsServiceDefinition, type DiscoveryRequestObject, type DiscoveryResponseObject, type NodeObject } from '../../src/xds/ads-protocol.js';
+import { ADS_METHOD_PATH, adsServiceDefinition, encodeDiscoveryResponse, type DiscoveryRequestObject, type DiscoveryResponseObject, type NodeObject } from '../../src/xds/ads-protocol.js';
 import { startAdsServer, type AdsServerHandle, type NodeIdentity, type ResourceProvider, type ResourceSet } from '../../src/xds/ads-server.js';
 import { clusterLoadAssignment, decodeClusterLoadAssignment, toAny } from '../../src/xds/resources/endpoints.js';
 import type { LoadAssignment } from '../../src/topology/index.js';
@@ -45,7 +45,7 @@ class TestProvider implements ResourceProvider {
     [B, 1],
   ]);
   readonly calls: { node: NodeIdentity; typeUrl: string; names: readonly string[] }[] = [];
-  private readonly listeners = new Set<(typeUrl: string) => void>();
+  private readonly listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
 
   resources(node: NodeIdentity, typeUrl: string, names: readonly string[]): ResourceSet | undefined {
     this.calls.push({ node, typeUrl, names });
@@ -60,15 +60,15 @@ class TestProvider implements ResourceProvider {
     };
   }
 
-  subscribe(listener: (typeUrl: string) => void): () => void {
+  subscribe(listener: (typeUrl: string, names?: ReadonlySet<string>) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  /** a new version of `name`, announced */
-  bump(name: string): void {
+  /** a new version of `name`, announced (naming it when `named`) */
+  bump(name: string, named = false): void {
     this.versions.set(name, (this.versions.get(name) ?? 0) + 1);
-    for (const l of this.listeners) l(EDS);
+    for (const l of this.listeners) l(EDS, named ? new Set([name]) : undefined);
   }
 
   announce(typeUrl: string): void {
@@ -95,6 +95,24 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
 }
 
 const names = (res: DiscoveryResponseObject): string[] => (res.resources ?? []).map((a) => decodeClusterLoadAssignment(a.value).cluster_name);
+
+describe('encodeDiscoveryResponse', () => {
+  it('writes what proto-loader reads back, for short and long versions and nonces and no resources', () => {
+    const any = toAny(clusterLoadAssignment(A, assignment(3)));
+    for (const [version_info, nonce, resources] of [
+      ['v1', '1', [any]],
+      ['', '', []],
+      ['x'.repeat(200), 'n'.repeat(20_000), [any, any]],
+      ['é', 'ñ', [any]],
+    ] as const) {
+      const got = method.responseDeserialize(encodeDiscoveryResponse({ version_info, resources, type_url: EDS, nonce }));
+      expect(got.version_info ?? '').toBe(version_info);
+      expect(got.nonce ?? '').toBe(nonce);
+      expect(got.type_url).toBe(EDS);
+      expect((got.resources ?? []).map((r) => [r.type_url, Buffer.from(r.value).toString('hex')])).toEqual(resources.map((r) => [r.type_url, Buffer.from(r.value).toString('hex')]));
+    }
+  });
+});
 
 describe('SotW ADS server', () => {
   let provider: TestProvider;
@@ -304,6 +322,35 @@ describe('SotW ADS server', () => {
     const pushed = await good.next();
     expect(pushed.version_info).not.toBe(first.version_info);
     expect(good.status).toBeUndefined();
+  });
+
+  it('a change that names its resources re-evaluates only the streams subscribed to one of them', async () => {
+    const onA = await subscribed([A]);
+    const onB = await subscribed([B]);
+    const onBoth = await subscribed([A, B]);
+    const calls = provider.calls.length;
+    provider.bump(B, true);
+    const [pushedB, pushedBoth] = await Promise.all([onB.s.next(), onBoth.s.next()]);
+    expect(names(pushedB)).toEqual([B]);
+    // a push of EDS carries only what changed
+    expect(names(pushedBoth)).toEqual([B]);
+    expect(pushedBoth.version_info).not.toBe(onBoth.first.version_info);
+    // the stream on A alone was not even asked about
+    expect(provider.calls.slice(calls).map((c) => c.names)).toEqual([[B], [A, B]]);
+    expect(await onA.s.quiet()).toBe(true);
+  });
+
+  it('streams sent the same set get the same version and resources, each with its own next nonce', async () => {
+    const streams = await Promise.all([subscribed([A, B]), subscribed([A, B])]);
+    provider.bump(A);
+    const pushed = await Promise.all(streams.map(({ s }) => s.next()));
+    expect(pushed.map(names)).toEqual([[A], [A]]);
+    expect(pushed.map((p) => p.type_url)).toEqual([EDS, EDS]);
+    expect(pushed[0]?.version_info).toBe(pushed[1]?.version_info);
+    expect(pushed[0]?.resources?.[0]?.value).toEqual(pushed[1]?.resources?.[0]?.value);
+    streams.forEach(({ first }, i) => {
+      expect(pushed[i]?.nonce).toBe(String(Number(first.nonce) + 1));
+    });
   });
 
   it('200 streams on one server all get their push', async () => {

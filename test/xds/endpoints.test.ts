@@ -335,6 +335,24 @@ describe('the strict wire encoder (cla-wire.ts)', () => {
         ],
       },
     ],
+    [
+      // nested lengths of 1, 2 and 3 varint bytes (the fast writer widens a length in place)
+      'one group of 3,000 endpoints and a long non-ASCII sub_zone',
+      {
+        cluster_name: EDS_NAME,
+        endpoints: [
+          {
+            locality: { region: 'r', zone: 'z', sub_zone: 'é'.repeat(100) },
+            load_balancing_weight: { value: 3000 },
+            lb_endpoints: Array.from({ length: 3000 }, (_, i) => ({
+              endpoint: { address: { socket_address: { address: `10.${i >> 8}.${i & 255}.1`, port_value: 8080 } } },
+              health_status: HEALTH_STATUS.HEALTHY,
+              load_balancing_weight: { value: 1 + i },
+            })),
+          },
+        ],
+      },
+    ],
   ];
 
   it.each(shapes)('writes the bytes protobufjs writes: %s', (_name, cla) => {

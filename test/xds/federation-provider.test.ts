@@ -24,6 +24,8 @@ interface Fed {
   provider: FederationXds;
   sources: Map<string, StaticSource>;
   announced: string[];
+  /** the names each announcement came with (undefined: any resource may have changed) */
+  named: (string[] | undefined)[];
 }
 
 const open: Fed[] = [];
@@ -63,8 +65,12 @@ function federation(options: ConstructorParameters<typeof FederationXds>[1] = {}
   registry.flush();
   const provider = new FederationXds(registry, { debounceMs: 5, maxDelayMs: 50, trustDomain: 'example.org', ...options });
   const announced: string[] = [];
-  provider.subscribe((typeUrl) => announced.push(typeUrl));
-  const fed = { registry, provider, sources, announced };
+  const named: (string[] | undefined)[] = [];
+  provider.subscribe((typeUrl, names) => {
+    announced.push(typeUrl);
+    named.push(names && [...names].sort());
+  });
+  const fed = { registry, provider, sources, announced, named };
   open.push(fed);
   return fed;
 }
@@ -139,6 +145,45 @@ describe('changes', () => {
     expect(after.reviews?.version).not.toBe(before.reviews?.version);
     expect(endpointsOf(after.reviews?.resources[0]?.value ?? new Uint8Array())).toContain('0:10.1.0.3:9080');
     expect(after.ratings?.version).toBe(before.ratings?.version);
+  });
+
+  it("an endpoint change names the changed services' resources; a catalog change names none", async () => {
+    const fed = federation();
+    const reviewsName = `outbound|9080||${REVIEWS}`;
+    const ratingsName = `outbound|8080||${RATINGS}`;
+    const gw = node('router~10.1.0.100~gw.istio-system~cluster.local', { generator: undefined });
+    fed.provider.resources(node('a'), TYPE_URL.clusterLoadAssignment, [reviewsName, ratingsName]);
+    fed.provider.resources(gw, TYPE_URL.clusterLoadAssignment, [`outbound_.9080_._.${REVIEWS}`]);
+    await change(fed, 'c1', [reviews(['10.1.0.1', '10.1.0.3']), ratings(['10.1.0.9'])]);
+    expect(fed.named).toEqual([[`outbound_.9080_._.${REVIEWS}`, reviewsName]]);
+    const extra = staticServiceSchema.parse({ namespace: 'ns', name: 'details', ports: [{ port: 9080 }], endpoints: [{ address: '10.1.0.20' }] });
+    await change(fed, 'c1', [reviews(['10.1.0.1', '10.1.0.3']), ratings(['10.1.0.9']), extra]);
+    expect(fed.named.slice(1)).toEqual([undefined, undefined, undefined, undefined]);
+  });
+
+  it('hands out the same set object while its resources stay the same; a set of several has a short version that moves with them', async () => {
+    const fed = federation();
+    const n = node('a');
+    const reviewsName = `outbound|9080||${REVIEWS}`;
+    const ratingsName = `outbound|8080||${RATINGS}`;
+    const names = [reviewsName, ratingsName];
+    const one = fed.provider.resources(n, TYPE_URL.clusterLoadAssignment, [ratingsName]);
+    const both = fed.provider.resources(n, TYPE_URL.clusterLoadAssignment, names);
+    expect(fed.provider.resources(node('b'), TYPE_URL.clusterLoadAssignment, [ratingsName])).toBe(one);
+    expect(fed.provider.resources(node('b'), TYPE_URL.clusterLoadAssignment, [...names])).toBe(both);
+    expect(both?.resources.map((r) => r.name)).toEqual(names);
+    expect(both?.version.length).toBeLessThanOrEqual(22);
+    // reviews changes: ratings' set stays the very same object, the pair gets a new version
+    await change(fed, 'c1', [reviews(['10.1.0.1', '10.1.0.3']), ratings(['10.1.0.9'])]);
+    expect(fed.provider.resources(n, TYPE_URL.clusterLoadAssignment, [ratingsName])).toBe(one);
+    const after = fed.provider.resources(n, TYPE_URL.clusterLoadAssignment, names);
+    expect(after?.version).not.toBe(both?.version);
+    expect(after?.resources[1]).toBe(both?.resources[1]);
+    // a change that leaves both the same keeps the pair's set (and its version)
+    const far = node('far', { network: 'n2', cluster: 'c2', locality: { region: 'r2', zone: 'z1', subzone: '' } });
+    const farBoth = fed.provider.resources(far, TYPE_URL.clusterLoadAssignment, names);
+    await change(fed, 'c1', [reviews(['10.1.0.1', '10.1.0.7']), ratings(['10.1.0.9'])]);
+    expect(fed.provider.resources(far, TYPE_URL.clusterLoadAssignment, names)).toBe(farBoth);
   });
 
   it('a change that leaves a view the same keeps its version (no push)', async () => {

@@ -110,50 +110,68 @@ export function assertClusterLoadAssignment(cla: ClusterLoadAssignmentObject): v
   assertEncodable(clusterLoadAssignmentType(), cla);
 }
 
+// Runs on every EDS rebuild: the error messages (and the paths in them) are only built when a rule is broken.
 function assertGrpcRules(cla: ClusterLoadAssignmentObject): void {
   const name = cla.cluster_name;
   if (name === '') fail(name, 'cluster_name is empty');
-  const seenAddresses = new Map<string, string>();
+  /** address|port → [group, endpoint] index of its first occurrence */
+  const seenAddresses = new Map<string, [number, number]>();
   const seenGroups = new Set<string>();
   const priorities = new Set<number>();
-  (cla.endpoints ?? []).forEach((group, gi) => {
-    const where = `endpoints[${gi}]`;
+  const groups = cla.endpoints ?? [];
+  for (let gi = 0; gi < groups.length; gi++) {
+    const group = groups[gi] as LocalityLbEndpointsObject;
     const priority = group.priority ?? 0;
-    if (!Number.isInteger(priority) || priority < 0) fail(name, `${where}.priority ${priority} is not a non-negative integer`);
+    if (!Number.isInteger(priority) || priority < 0) fail(name, `endpoints[${gi}].priority ${priority} is not a non-negative integer`);
     priorities.add(priority);
-    checkWeight(name, `${where}.load_balancing_weight`, group.load_balancing_weight);
+    checkWeight(name, gi, undefined, group.load_balancing_weight);
     const l = group.locality as LocalityObject | undefined;
-    const groupKey = JSON.stringify([l?.region ?? '', l?.zone ?? '', l?.sub_zone ?? '', priority]);
-    if (seenGroups.has(groupKey)) fail(name, `${where}: locality ${JSON.stringify(l ?? {})} appears twice at priority ${priority}`);
+    const groupKey = `${l?.region ?? ''}\u0000${l?.zone ?? ''}\u0000${l?.sub_zone ?? ''}\u0000${priority}`;
+    if (seenGroups.has(groupKey)) fail(name, `endpoints[${gi}]: locality ${JSON.stringify(l ?? {})} appears twice at priority ${priority}`);
     seenGroups.add(groupKey);
-    if (group.lb_endpoints.length === 0) fail(name, `${where}.lb_endpoints is empty`);
-    group.lb_endpoints.forEach((lb, ei) => {
-      const at = `${where}.lb_endpoints[${ei}]`;
+    const lbs = group.lb_endpoints;
+    if (lbs.length === 0) fail(name, `endpoints[${gi}].lb_endpoints is empty`);
+    for (let ei = 0; ei < lbs.length; ei++) {
+      const lb = lbs[ei] as LbEndpointObject;
       const socket = (lb.endpoint as LbEndpointObject['endpoint'] | undefined)?.address.socket_address;
-      if (!socket) return fail(name, `${at}.endpoint.address.socket_address is missing`);
-      if (isIP(socket.address) === 0) fail(name, `${at}: address ${JSON.stringify(socket.address)} is not an IP literal (grpc needs IP addresses in EDS)`);
+      if (!socket) return fail(name, `${endpointPath(gi, ei)}.endpoint.address.socket_address is missing`);
+      if (isIP(socket.address) === 0) fail(name, `${endpointPath(gi, ei)}: address ${JSON.stringify(socket.address)} is not an IP literal (grpc needs IP addresses in EDS)`);
       const port = socket.port_value ?? 0;
-      if (!Number.isInteger(port) || port < 1 || port > 65535) fail(name, `${at}: port ${port} is not in 1..65535`);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) fail(name, `${endpointPath(gi, ei)}: port ${port} is not in 1..65535`);
       const key = `${socket.address.toLowerCase()}|${port}`;
       const first = seenAddresses.get(key);
-      if (first !== undefined) fail(name, `${at}: address ${formatAddress(socket.address, port)} duplicates ${first} (grpc NACKs duplicate addresses)`);
-      seenAddresses.set(key, at);
-      checkWeight(name, `${at}.load_balancing_weight`, lb.load_balancing_weight);
-    });
-  });
+      if (first !== undefined) fail(name, `${endpointPath(gi, ei)}: address ${formatAddress(socket.address, port)} duplicates ${endpointPath(...first)} (grpc NACKs duplicate addresses)`);
+      seenAddresses.set(key, [gi, ei]);
+      checkWeight(name, gi, ei, lb.load_balancing_weight);
+    }
+  }
   const sorted = [...priorities].sort((a, b) => a - b);
   sorted.forEach((p, i) => {
     if (p !== i) fail(name, `priorities ${sorted.join(',')} are not contiguous from 0 (grpc NACKs gaps)`);
   });
 }
 
-function checkWeight(cluster: string, where: string, weight: UInt32ValueObject | undefined): void {
-  if (weight === undefined) return fail(cluster, `${where} is missing (grpc drops a locality without one)`);
+const endpointPath = (gi: number, ei: number): string => `endpoints[${gi}].lb_endpoints[${ei}]`;
+
+/** The weight of group `gi` (`ei` undefined) or of its endpoint `ei`. */
+function checkWeight(cluster: string, gi: number, ei: number | undefined, weight: UInt32ValueObject | undefined): void {
+  if (weight === undefined) return fail(cluster, `${weightPath(gi, ei)} is missing (grpc drops a locality without one)`);
   const v = weight.value;
-  if (!Number.isInteger(v) || v < 1 || v > 0xffff_ffff) fail(cluster, `${where}.value ${v} is not in 1..2^32-1`);
+  if (!Number.isInteger(v) || v < 1 || v > 0xffff_ffff) fail(cluster, `${weightPath(gi, ei)}.value ${v} is not in 1..2^32-1`);
 }
 
+const weightPath = (gi: number, ei: number | undefined): string => `${ei === undefined ? `endpoints[${gi}]` : endpointPath(gi, ei)}.load_balancing_weight`;
+
 const formatAddress = (address: string, port: number): string => (isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`);
+
+/**
+ * The wire bytes of clusterLoadAssignment(clusterName, assignment): built, checked once (the grpc rules) and encoded by
+ * the strict wire encoder, which still refuses any key the message does not have. The provider's hot path: the object
+ * never leaves this function, so it cannot change between the check and the encode.
+ */
+export function encodeLoadAssignment(clusterName: string, assignment: LoadAssignment): Uint8Array {
+  return encodeClaWire(clusterLoadAssignment(clusterName, assignment));
+}
 
 const codec = resourceCodec<ClusterLoadAssignmentObject>(MESSAGE_NAME.clusterLoadAssignment, TYPE_URL.clusterLoadAssignment, assertGrpcRules, encodeClaWire);
 /** The wire bytes of a checked resource. */

@@ -41,6 +41,8 @@ export interface XdsOptions {
   port: number;
   /** the trust domain whose SPIFFE IDs Envoy sidecars expect of their upstreams */
   trustDomain?: string;
+  /** proxyless clients use mTLS with this certificate provider instance of their bootstrap */
+  proxylessMtls?: string;
   /** push coalescing (default 100 ms quiet, 1 s at most) */
   debounceMs?: number;
   maxDelayMs?: number;
@@ -114,6 +116,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     ? new FederationXds(registry, {
         logger,
         ...(options.xds.trustDomain !== undefined ? { trustDomain: options.xds.trustDomain } : {}),
+        ...(options.xds.proxylessMtls !== undefined ? { proxylessMtls: { certificateProvider: options.xds.proxylessMtls } } : {}),
         ...(options.xds.debounceMs !== undefined ? { debounceMs: options.xds.debounceMs } : {}),
         ...(options.xds.maxDelayMs !== undefined ? { maxDelayMs: options.xds.maxDelayMs } : {}),
       })

@@ -35,6 +35,7 @@ interface ServeOptions {
   config?: string;
   api: string;
   xds: string;
+  proxylessMtls?: string;
   gateways: boolean;
   grace: string;
   allowKubeconfigExec?: boolean;
@@ -111,6 +112,7 @@ export function serveCommand(): Command {
     .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
     .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
     .option('--xds <host:port>', 'where the xDS server (envoy.service.discovery.v3.AggregatedDiscoveryService) listens', '127.0.0.1:15010')
+    .option('--proxyless-mtls <instance>', "proxyless gRPC clients call over mTLS with the certificates of this certificate provider instance of their bootstrap (e.g. default: a file_watcher with the workload's SVID)")
     .option('--no-gateways', "don't run the built-in east-west gateways of the federation file's static clusters (on their loopback gateway addresses)")
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
@@ -172,7 +174,7 @@ export function serveCommand(): Command {
           ...safety,
           metrics,
           store,
-          xds: { ...xdsListen, trustDomain: authority.trustDomain },
+          xds: { ...xdsListen, trustDomain: authority.trustDomain, ...(opts.proxylessMtls !== undefined ? { proxylessMtls: opts.proxylessMtls } : {}) },
         });
       } catch (error) {
         await service.close();

@@ -13,7 +13,8 @@ export const trustDomainSchema = z
 
 export { clusterNameSchema } from './names.js';
 
-const durationSchema = z.string().refine(
+/** A duration such as `24h`, `30d` or `1h30m`, as parseDuration reads it. */
+export const durationSchema = z.string().refine(
   (value) => {
     try {
       parseDuration(value);

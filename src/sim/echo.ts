@@ -19,6 +19,7 @@ export interface EchoReply {
   cluster: string;
   endpoint: string;
   locality: string;
+  peer: string;
 }
 
 export interface EchoServerOptions {
@@ -29,6 +30,8 @@ export interface EchoServerOptions {
   cluster: string;
   /** region/zone/subzone, for the reply */
   locality?: string;
+  /** default: plaintext */
+  credentials?: grpc.ServerCredentials;
 }
 
 export interface EchoServerHandle {
@@ -88,11 +91,13 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   server.addService(service, {
     Echo: (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, callback: grpc.sendUnaryData<EchoReply>) => {
       calls++;
-      callback(null, { message: call.request.message ?? '', cluster: options.cluster, endpoint, locality: options.locality ?? '' });
+      const san = call.getAuthContext().sslPeerCertificate?.subjectaltname ?? '';
+      const peer = /URI:([^,]+)/.exec(san)?.[1] ?? '';
+      callback(null, { message: call.request.message ?? '', cluster: options.cluster, endpoint, locality: options.locality ?? '', peer });
     },
   });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(hostPort(options.host, options.port), grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+    server.bindAsync(hostPort(options.host, options.port), options.credentials ?? grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
       if (error) reject(error);
       else resolve(boundPort);
     });

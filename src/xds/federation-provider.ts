@@ -41,6 +41,7 @@ import { clusterToAny, edsCluster, outboundClusterName } from './resources/clust
 import { encodeLoadAssignment } from './resources/endpoints.js';
 import { gatewayCluster, gatewayClusterName, gatewayClusterToAny, gatewayListener, gatewayListenerName, gatewayListenerToAny } from './resources/gateway-listener.js';
 import { listenerToAny, proxylessListener } from './resources/listener.js';
+import { proxylessTransportSocket } from './resources/proxyless-tls.js';
 import { proxylessDomains, proxylessRouteConfiguration, routeConfigurationToAny } from './resources/route.js';
 import { sidecarCluster, sidecarClusterToAny } from './resources/sidecar-cluster.js';
 
@@ -73,6 +74,11 @@ export interface FederationXdsOptions {
   domainSuffix?: string;
   /** the trust domain whose SPIFFE IDs Envoy sidecars expect of a service's endpoints; no SAN check when absent */
   trustDomain?: string;
+  /**
+   * Proxyless clients reach services over mTLS: their clusters name this certificate provider instance of their
+   * bootstrap (see resources/proxyless-tls.ts). Off when absent: plaintext gRPC.
+   */
+  proxylessMtls?: { certificateProvider: string };
   logger?: Logger;
 }
 
@@ -152,6 +158,7 @@ export class FederationXds implements ResourceProvider {
   readonly #maxDelayMs: number;
   readonly #domainSuffix: string;
   readonly #trustDomain: string | undefined;
+  readonly #proxylessMtls: { certificateProvider: string } | undefined;
   readonly #listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
@@ -176,6 +183,7 @@ export class FederationXds implements ResourceProvider {
     this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_PUSH_MAX_DELAY_MS;
     this.#domainSuffix = options.domainSuffix ?? DEFAULT_DOMAIN_SUFFIX;
     this.#trustDomain = options.trustDomain;
+    this.#proxylessMtls = options.proxylessMtls;
     this.#snapshot = feed.snapshot();
     this.#catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
     this.#catalogJson = catalogJson(this.#catalog);
@@ -311,7 +319,15 @@ export class FederationXds implements ResourceProvider {
             },
           };
         }
-        if (typeUrl === TYPE_URL.cluster) return { view: '', all: () => this.#outboundNames(), resolve: (name) => outbound(name, () => clusterToAny(edsCluster(name)).value) };
+        if (typeUrl === TYPE_URL.cluster) {
+          const mtls = this.#proxylessMtls;
+          return {
+            view: '',
+            all: () => this.#outboundNames(),
+            resolve: (name) =>
+              outbound(name, (t) => clusterToAny(edsCluster(name, mtls ? { transportSocket: proxylessTransportSocket(mtls.certificateProvider, this.#spiffeIds(t.service)) } : {})).value),
+          };
+        }
         if (typeUrl === TYPE_URL.clusterLoadAssignment) return eds(forProxylessClients);
         return undefined;
       case 'sidecar':

@@ -27,6 +27,7 @@
  */
 import { MESSAGE_NAME, TYPE_URL, assertEncodable, envoyType, resourceCodec } from '../envoy-protos.js';
 import { adsConfigSource, API_VERSION_V3, type AdsConfigSourceObject } from './listener.js';
+import { TLS_TRANSPORT_SOCKET_NAME, type TransportSocketObject } from './sidecar-cluster.js';
 
 /** envoy.config.cluster.v3.Cluster.DiscoveryType.EDS (checked against the protos in the tests). */
 export const DISCOVERY_TYPE_EDS = 3;
@@ -64,6 +65,8 @@ export interface ClusterObject {
   /** ROUND_ROBIN is 0, the default: left out. */
   lb_policy?: number;
   outlier_detection?: OutlierDetectionObject;
+  /** mTLS (see ./proxyless-tls.ts) */
+  transport_socket?: TransportSocketObject;
 }
 
 /** Outlier detection as meshfed's users configure it (Envoy/Istio defaults apply to what is left out). */
@@ -84,6 +87,8 @@ export interface OutlierDetectionOptions {
 
 export interface EdsClusterOptions {
   outlierDetection?: OutlierDetectionOptions;
+  /** mTLS to the endpoints (proxylessTransportSocket in ./proxyless-tls.ts) */
+  transportSocket?: TransportSocketObject;
 }
 
 /** Istio's cluster name for a service port: `outbound|PORT||HOST` (empty subset). */
@@ -152,6 +157,7 @@ export function outlierDetection(cluster: string, o: OutlierDetectionOptions): O
 export function edsCluster(name: string, options: EdsClusterOptions = {}): ClusterObject {
   const cluster: ClusterObject = { name, type: DISCOVERY_TYPE_EDS, eds_cluster_config: { eds_config: adsConfigSource() } };
   if (options.outlierDetection) cluster.outlier_detection = outlierDetection(name, options.outlierDetection);
+  if (options.transportSocket) cluster.transport_socket = options.transportSocket;
   assertEdsCluster(cluster);
   return cluster;
 }
@@ -181,6 +187,11 @@ function edsClusterRules(cluster: ClusterObject): void {
   if (eds?.resource_api_version !== API_VERSION_V3) fail(name, 'eds_cluster_config.eds_config.resource_api_version is not V3');
   if ((cluster.lb_policy ?? 0) !== 0) fail(name, `lb_policy ${cluster.lb_policy ?? 0} is not ROUND_ROBIN`);
   if (cluster.outlier_detection) assertOutlierDetectionPercentages(name, cluster.outlier_detection);
+  const socket = cluster.transport_socket;
+  if (socket !== undefined) {
+    if (socket.name !== TLS_TRANSPORT_SOCKET_NAME) fail(name, `transport_socket.name is ${JSON.stringify(socket.name)}, not ${TLS_TRANSPORT_SOCKET_NAME}`);
+    if (socket.typed_config.type_url !== TYPE_URL.upstreamTlsContext) fail(name, `transport_socket.typed_config is not an UpstreamTlsContext`);
+  }
 }
 
 /** Throws, naming cluster `name` and the field, when a percentage of outlier detection `od` is over 100. */

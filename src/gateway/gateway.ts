@@ -75,6 +75,18 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+/** Adds `from` (the client's address) to a log object, read only if the line is written (getpeername is a syscall). */
+type LogWithPeer = (fields: object) => object;
+
+function lazyPeer(socket: Socket): LogWithPeer {
+  let peer: string | undefined;
+  return (fields) =>
+    Object.defineProperty({ ...fields }, 'from', {
+      enumerable: true,
+      get: () => (peer ??= `${socket.remoteAddress ?? '?'}:${String(socket.remotePort ?? 0)}`),
+    });
+}
+
 const ALERT_UNRECOGNIZED_NAME = 112;
 const ALERT_INTERNAL_ERROR = 80;
 /** A fatal TLS alert record (TLS 1.2 record version, which every TLS client accepts in an alert). */
@@ -127,7 +139,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
 
   function handle(client: Socket): void {
     const started = performance.now();
-    const from = `${client.remoteAddress ?? '?'}:${String(client.remotePort ?? 0)}`;
+    const from = lazyPeer(client);
     clients.add(client);
     metrics?.setActive(clients.size);
     client.on('close', () => {
@@ -138,7 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
     const refuse = (outcome: Outcome, serverName?: string, alertCode?: number): void => {
       settled = true;
       metrics?.connection(outcome, undefined);
-      logger.info({ from, serverName, outcome }, 'gateway: connection refused');
+      logger.info(from({ serverName, outcome }), 'gateway: connection refused');
       if (alertCode !== undefined && client.writable) {
         client.end(alert(alertCode));
         setTimeout(() => client.destroy(), 1_000).unref();
@@ -189,7 +201,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
     });
   }
 
-  function splice(client: Socket, hello: Buffer, serverName: string, targets: GatewayTarget[], from: string, refuse: (o: Outcome, sni?: string, alertCode?: number) => void): void {
+  function splice(client: Socket, hello: Buffer, serverName: string, targets: GatewayTarget[], from: LogWithPeer, refuse: (o: Outcome, sni?: string, alertCode?: number) => void): void {
     const attempt = (i: number): void => {
       if (client.destroyed) return;
       const target = targets[i];
@@ -198,7 +210,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
         return;
       }
       const to = `${target.address}:${String(target.port)}`;
-      const upstream = connect({ host: target.address, port: target.port, noDelay: true });
+      const upstream = connect({ host: target.address, port: target.port, noDelay: true, allowHalfOpen: true });
       upstreams.add(upstream);
       const timer = setTimeout(() => {
         upstream.destroy(new Error('connect timeout'));
@@ -206,7 +218,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
       const onConnectError = (err: Error): void => {
         clearTimeout(timer);
         upstreams.delete(upstream);
-        logger.info({ from, serverName, to, err: err.message }, 'gateway: endpoint refused; trying the next');
+        logger.info(from({ serverName, to, err: err.message }), 'gateway: endpoint refused; trying the next');
         attempt(i + 1);
       };
       upstream.once('error', onConnectError);
@@ -220,16 +232,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
         const k = key(target);
         active.set(k, (active.get(k) ?? 0) + 1);
         metrics?.connection('forwarded', serverName);
-        logger.debug({ from, serverName, to }, 'gateway: forwarding');
-        let up = hello.length;
-        let down = 0;
+        logger.debug(from({ serverName, to }), 'gateway: forwarding');
         upstream.write(hello);
-        client.on('data', (d: Buffer) => {
-          up += d.length;
-        });
-        upstream.on('data', (d: Buffer) => {
-          down += d.length;
-        });
         client.pipe(upstream);
         upstream.pipe(client);
         client.resume();
@@ -246,15 +250,18 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
           client.destroy();
           upstreams.delete(upstream);
           active.set(k, Math.max((active.get(k) ?? 1) - 1, 0));
-          metrics?.bytes(up, down);
-          logger.debug({ from, serverName, bytesUp: up, bytesDown: down }, 'gateway: connection closed');
+          // the client's own counters: every byte it sent (the ClientHello included) went up, every byte it got came down
+          metrics?.bytes(client.bytesRead, client.bytesWritten);
+          logger.debug(from({ serverName, bytesUp: client.bytesRead, bytesDown: client.bytesWritten }), 'gateway: connection closed');
         });
       });
     };
     attempt(0);
   }
 
-  const server: Server = createServer({ pauseOnConnect: false, noDelay: true }, handle);
+  // half-open on both sides: a client may close its sending side (TLS close_notify, then FIN) and still read the
+  // answer; each side's FIN is passed on (pipe ends the other side's writing), and the pair closes when both ended
+  const server: Server = createServer({ pauseOnConnect: false, noDelay: true, allowHalfOpen: true }, handle);
   server.on('error', (err) => {
     logger.error({ err }, 'gateway: listener error');
   });

@@ -202,6 +202,18 @@ describe('mTLS end to end through the gateway', () => {
     socket.destroy();
   });
 
+  it('a client that closes its sending side still gets the whole answer (half-close passes through)', async () => {
+    const { gw } = await gateway(providerRouteSource(provider, gatewayNode('gw-b', 'cluster-b', 'net-b')));
+    const { socket } = await through(gw, SNI);
+    const payload = Buffer.alloc(200_000, 7);
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    const ended = new Promise<void>((resolve) => socket.once('end', () => { resolve(); }));
+    socket.end(payload);
+    await ended;
+    expect(Buffer.concat(received).equals(payload)).toBe(true);
+  });
+
   it('spreads connections over the endpoints (round robin) and skips one that refuses', async () => {
     const { gw } = await gateway(providerRouteSource(provider, gatewayNode('gw-b', 'cluster-b', 'net-b')));
     await setReviews('ready', true);

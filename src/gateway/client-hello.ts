@@ -94,42 +94,50 @@ export function readClientHello(data: Uint8Array, maxBytes: number = DEFAULT_MAX
   if (!Number.isSafeInteger(maxBytes) || maxBytes < RECORD_HEADER_BYTES + HANDSHAKE_HEADER_BYTES) {
     throw new RangeError(`maxBytes must be an integer ≥ ${RECORD_HEADER_BYTES + HANDSHAKE_HEADER_BYTES}, got ${maxBytes}`);
   }
-  const fragments: Uint8Array[] = [];
-  const handshakeHeader = new Uint8Array(HANDSHAKE_HEADER_BYTES);
-  const headerView = new DataView(handshakeHeader.buffer);
-  let headerBytes = 0; // how much of handshakeHeader is filled
+  // The usual case, one record holding the whole ClientHello, is read in place: no copy, no array of fragments.
+  let first: Uint8Array | undefined;
+  let more: Uint8Array[] | undefined;
+  let headerBytes = 0; // how much of the 4-byte handshake header has been seen
+  let messageType = 0;
+  let messageLength = 0; // the header's 24-bit length, once headerBytes is 4
   let announced = 0; // handshake bytes announced by the record headers read so far
   let offset = 0;
-  for (let first = true; ; first = false) {
-    const record = readRecordHeader(data, offset, first);
-    if (record.kind !== 'record') return record;
-    const end = offset + RECORD_HEADER_BYTES + record.length;
+  for (let isFirst = true; ; isFirst = false) {
+    const record = readRecordHeader(data, offset, isFirst);
+    if (typeof record !== 'number') return record;
+    const end = offset + RECORD_HEADER_BYTES + record;
     if (end > maxBytes) {
       return reject('too-large', `a record ending at byte ${end} is beyond the ${maxBytes}-byte limit`);
     }
     const fragment = data.subarray(offset + RECORD_HEADER_BYTES, end);
-    fragments.push(fragment);
-    announced += record.length;
-    const headerPart = fragment.subarray(0, HANDSHAKE_HEADER_BYTES - headerBytes);
-    handshakeHeader.set(headerPart, headerBytes);
-    headerBytes += headerPart.length;
-    if (headerBytes > 0 && headerView.getUint8(0) !== HANDSHAKE_CLIENT_HELLO) {
-      return reject('malformed', `handshake message type ${describeHandshakeType(headerView.getUint8(0))}, expected client_hello (1)`);
+    if (first === undefined) first = fragment;
+    else (more ??= [first]).push(fragment);
+    announced += record;
+    for (let i = 0; headerBytes < HANDSHAKE_HEADER_BYTES && i < fragment.length; i++, headerBytes++) {
+      const byte = fragment[i] ?? 0;
+      if (headerBytes === 0) messageType = byte;
+      else messageLength = (messageLength << 8) | byte;
+    }
+    if (headerBytes > 0 && messageType !== HANDSHAKE_CLIENT_HELLO) {
+      return reject('malformed', `handshake message type ${describeHandshakeType(messageType)}, expected client_hello (1)`);
     }
     // The whole handshake message: its header, then the length the header gives.
-    const needed = headerBytes === HANDSHAKE_HEADER_BYTES ? HANDSHAKE_HEADER_BYTES + (headerView.getUint32(0) & 0xffffff) : undefined;
+    const needed = headerBytes === HANDSHAKE_HEADER_BYTES ? HANDSHAKE_HEADER_BYTES + messageLength : undefined;
     if (needed !== undefined) {
       const verdict = judgeHandshakeLength(needed, announced, end, maxBytes);
       if (verdict !== undefined) return verdict;
     }
     if (end > data.length) return INCOMPLETE;
-    if (announced === needed) return parseClientHello(concat(fragments, announced).subarray(HANDSHAKE_HEADER_BYTES), end);
+    if (announced === needed) {
+      const message = more === undefined ? fragment : concat(more, announced);
+      return parseClientHello(message.subarray(HANDSHAKE_HEADER_BYTES), end);
+    }
     offset = end;
   }
 }
 
 /** The record header at `at`: its fragment length, or the verdict it already forces. */
-function readRecordHeader(data: Uint8Array, at: number, first: boolean): { kind: 'record'; length: number } | HelloRead {
+function readRecordHeader(data: Uint8Array, at: number, first: boolean): number | HelloRead {
   const type = data[at];
   if (type === undefined) return INCOMPLETE;
   if (type !== CONTENT_TYPE_HANDSHAKE) {
@@ -156,7 +164,7 @@ function readRecordHeader(data: Uint8Array, at: number, first: boolean): { kind:
     const problem = `record length ${length} is outside 1..${MAX_RECORD_BYTES}`;
     return first ? reject('not-tls', problem) : reject('malformed', `${problem} (byte ${at})`);
   }
-  return { kind: 'record', length };
+  return length;
 }
 
 /** With the handshake message's size known: 'too-large' or a coalesced tail, if the record headers so far show either. */
@@ -184,134 +192,205 @@ function concat(fragments: Uint8Array[], total: number): Uint8Array {
 
 function parseClientHello(body: Uint8Array, length: number): HelloRead {
   try {
-    const hello = new Cursor(body);
+    const hello = new Cursor(body, 0, body.length);
     const version = hello.u16('legacy_version');
     if (version < 0x0301) throw new HelloError('unsupported-version', `ClientHello legacy_version ${hex(version, 4)} (SSL 3.0 or older)`);
     if (version >> 8 !== 3) throw malformed(`ClientHello legacy_version ${hex(version, 4)} is not 0x03xx`);
-    hello.opaque(RANDOM_BYTES, 'random');
-    hello.vector8('legacy_session_id', 0, MAX_SESSION_ID_BYTES);
-    const suites = hello.vector16('cipher_suites', 2);
-    if (suites.length % 2 !== 0) throw malformed(`cipher_suites has an odd length (${suites.length})`);
-    hello.vector8('legacy_compression_methods', 1);
+    hello.skip(RANDOM_BYTES, 'random');
+    hello.skipVector8('legacy_session_id', 0, MAX_SESSION_ID_BYTES);
+    const suites = hello.skipVector16('cipher_suites', 2);
+    if (suites % 2 !== 0) throw malformed(`cipher_suites has an odd length (${suites})`);
+    hello.skipVector8('legacy_compression_methods', 1);
     if (hello.remaining === 0) return { kind: 'hello', serverName: undefined, alpn: [], length };
-    const extensions = new Cursor(hello.vector16('extensions', 0));
+    const extensions = hello.vector16('extensions', 0);
     hello.end('extensions');
-    return { kind: 'hello', ...readExtensions(extensions), length };
+    return readExtensions(extensions, length);
   } catch (error) {
     if (error instanceof HelloError) return reject(error.reason, error.message);
     throw error;
   }
 }
 
-function readExtensions(extensions: Cursor): { serverName: string | undefined; alpn: string[] } {
-  const seen = new Set<number>();
+/**
+ * Extension types seen in the ClientHello being read: seen[type] === seenMark. One table for every call (readClientHello
+ * is synchronous and never re-entered), so that finding a duplicate costs neither a Set nor a search.
+ */
+const seen = new Uint32Array(0x10000);
+let seenMark = 0;
+
+function readExtensions(extensions: Cursor, length: number): HelloRead {
+  if (seenMark === 0xffffffff) {
+    seen.fill(0);
+    seenMark = 0;
+  }
+  const mark = ++seenMark;
   let serverName: string | undefined;
   let alpn: string[] = [];
   while (extensions.remaining > 0) {
     const type = extensions.u16('extension type');
-    const body = extensions.vector16(`extension ${type} data`, 0);
-    if (seen.has(type)) throw malformed(`extension ${type} appears twice`);
-    seen.add(type);
-    if (type === EXTENSION_SERVER_NAME) serverName = readServerName(new Cursor(body));
-    else if (type === EXTENSION_ALPN) alpn = readAlpn(new Cursor(body));
+    const body = extensions.extensionData(type);
+    if (seen[type] === mark) throw malformed(`extension ${type} appears twice`);
+    seen[type] = mark;
+    if (type === EXTENSION_SERVER_NAME) serverName = readServerName(body);
+    else if (type === EXTENSION_ALPN) alpn = readAlpn(body);
   }
-  return { serverName, alpn };
+  return { kind: 'hello', serverName, alpn, length };
 }
 
 function readServerName(extension: Cursor): string | undefined {
-  const list = new Cursor(extension.vector16('server_name_list', 1));
+  const list = extension.vector16('server_name_list', 1);
   extension.end('server_name_list');
   let hostName: string | undefined;
   while (list.remaining > 0) {
     const nameType = list.u8('server_name name_type');
-    const name = list.vector16('server_name name', 1);
+    const nameLength = list.vectorLength16('server_name name', 1);
+    const at = list.at;
+    list.skip(nameLength, 'server_name name');
     if (nameType !== NAME_TYPE_HOST_NAME) continue;
     if (hostName !== undefined) throw malformed('server_name carries two host_name entries (RFC 6066)');
-    hostName = validHostName(name);
+    hostName = validHostName(list.bytes, at, at + nameLength);
   }
   return hostName;
 }
 
-/** The SNI host name, lowercased and without a trailing dot, or a HelloError saying what is wrong with it. */
-function validHostName(raw: Uint8Array): string {
-  const bytes = raw[raw.length - 1] === 0x2e ? raw.subarray(0, raw.length - 1) : raw;
-  if (bytes.length === 0) throw malformed('server_name host_name is empty');
-  if (bytes.length > MAX_HOST_NAME_CHARS) throw malformed(`server_name host_name has ${bytes.length} characters, more than ${MAX_HOST_NAME_CHARS}`);
-  let name = '';
+/** The SNI host name (bytes[start..end)), lowercased and without a trailing dot, or a HelloError saying what is wrong with it. */
+function validHostName(bytes: Uint8Array, start: number, rawEnd: number): string {
+  const end = bytes[rawEnd - 1] === 0x2e ? rawEnd - 1 : rawEnd;
+  const length = end - start;
+  if (length <= 0) throw malformed('server_name host_name is empty');
+  if (length > MAX_HOST_NAME_CHARS) throw malformed(`server_name host_name has ${length} characters, more than ${MAX_HOST_NAME_CHARS}`);
   let label = 0;
   let numericLabel = true;
-  for (const [index, byte] of bytes.entries()) {
-    const char = String.fromCharCode(byte).toLowerCase();
-    if (char === '.') {
-      if (label === 0) throw malformed(`server_name host_name has an empty label at offset ${index}`);
+  let upper = false;
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i] ?? 0;
+    if (byte === 0x2e) {
+      if (label === 0) throw malformed(`server_name host_name has an empty label at offset ${i - start}`);
       label = 0;
       numericLabel = true;
-    } else if (/^[a-z0-9_-]$/.test(char)) {
-      label += 1;
-      numericLabel &&= char >= '0' && char <= '9';
-      if (label > MAX_LABEL_CHARS) throw malformed(`server_name host_name has a label longer than ${MAX_LABEL_CHARS} characters`);
-    } else {
-      throw malformed(`server_name host_name has byte ${hex(byte, 2)} at offset ${index}, not a host name character`);
+      continue;
     }
-    name += char;
+    if (byte >= 0x30 && byte <= 0x39) {
+      // digit: numericLabel stays as it is
+    } else if ((byte >= 0x61 && byte <= 0x7a) || byte === 0x2d || byte === 0x5f) {
+      numericLabel = false;
+    } else if (byte >= 0x41 && byte <= 0x5a) {
+      numericLabel = false;
+      upper = true;
+    } else {
+      throw malformed(`server_name host_name has byte ${hex(byte, 2)} at offset ${i - start}, not a host name character`);
+    }
+    label += 1;
+    if (label > MAX_LABEL_CHARS) throw malformed(`server_name host_name has a label longer than ${MAX_LABEL_CHARS} characters`);
   }
   if (label === 0) throw malformed('server_name host_name ends with an empty label');
+  // every byte is ASCII now, so latin1 is exact
+  const text = latin1(bytes, start, end);
+  const name = upper ? text.toLowerCase() : text;
   if (numericLabel) throw malformed(`server_name host_name ${name} is an IP address or ends in a numeric label; SNI must be a DNS name`);
   return name;
 }
 
+/** bytes[start..end) decoded one byte per character. */
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+}
+
 function readAlpn(extension: Cursor): string[] {
-  const list = new Cursor(extension.vector16('protocol_name_list', 2));
+  const list = extension.vector16('protocol_name_list', 2);
   extension.end('protocol_name_list');
   const protocols: string[] = [];
-  while (list.remaining > 0) protocols.push(String.fromCharCode(...list.vector8('ALPN protocol name', 1)));
+  while (list.remaining > 0) {
+    const nameLength = list.vectorLength8('ALPN protocol name', 1);
+    const at = list.at;
+    list.skip(nameLength, 'ALPN protocol name');
+    protocols.push(latin1(list.bytes, at, at + nameLength));
+  }
   return protocols;
 }
 
-/** Bounds-checked reads over one length-delimited container; every overrun is a HelloError naming the field. */
+/**
+ * Bounds-checked reads over one length-delimited container, bytes[at..end); every overrun is a HelloError naming the
+ * field (the message is built only then).
+ */
 class Cursor {
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
-  #at = 0;
+  readonly bytes: Uint8Array;
+  at: number;
+  readonly #end: number;
 
-  constructor(bytes: Uint8Array) {
-    this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  constructor(bytes: Uint8Array, at: number, end: number) {
+    this.bytes = bytes;
+    this.at = at;
+    this.#end = end;
   }
 
   get remaining(): number {
-    return this.#bytes.length - this.#at;
+    return this.#end - this.at;
   }
 
   u8(field: string): number {
-    this.#need(1, field);
-    const value = this.#view.getUint8(this.#at);
-    this.#at += 1;
-    return value;
+    this.#need(1, field, '');
+    return this.bytes[this.at++] ?? 0;
   }
 
   u16(field: string): number {
-    this.#need(2, field);
-    const value = this.#view.getUint16(this.#at);
-    this.#at += 2;
+    this.#need(2, field, '');
+    const value = ((this.bytes[this.at] ?? 0) << 8) | (this.bytes[this.at + 1] ?? 0);
+    this.at += 2;
     return value;
   }
 
-  opaque(length: number, field: string): Uint8Array {
-    this.#need(length, field);
-    const value = this.#bytes.subarray(this.#at, this.#at + length);
-    this.#at += length;
-    return value;
+  skip(length: number, field: string): void {
+    this.#need(length, field, '');
+    this.at += length;
   }
 
-  /** A vector with a 1-byte length of min..max bytes. */
-  vector8(field: string, min: number, max = 0xff): Uint8Array {
-    return this.#vector(this.u8(`${field} length`), field, min, max);
+  /** The length of a vector with a 1-byte length of min..max bytes, the vector's bytes checked to be there. */
+  vectorLength8(field: string, min: number, max = 0xff): number {
+    this.#need(1, field, ' length');
+    const length = this.bytes[this.at++] ?? 0;
+    return this.#checkLength(length, field, min, max);
   }
 
-  /** A vector with a 2-byte length of min.. bytes. */
-  vector16(field: string, min: number): Uint8Array {
-    return this.#vector(this.u16(`${field} length`), field, min, 0xffff);
+  /** The length of a vector with a 2-byte length of min.. bytes, the vector's bytes checked to be there. */
+  vectorLength16(field: string, min: number): number {
+    this.#need(2, field, ' length');
+    const length = ((this.bytes[this.at] ?? 0) << 8) | (this.bytes[this.at + 1] ?? 0);
+    this.at += 2;
+    return this.#checkLength(length, field, min, 0xffff);
+  }
+
+  /** Skips a vector with a 1-byte length of min..max bytes; its length. */
+  skipVector8(field: string, min: number, max = 0xff): number {
+    const length = this.vectorLength8(field, min, max);
+    this.at += length;
+    return length;
+  }
+
+  /** Skips a vector with a 2-byte length of min.. bytes; its length. */
+  skipVector16(field: string, min: number): number {
+    const length = this.vectorLength16(field, min);
+    this.at += length;
+    return length;
+  }
+
+  /** A vector with a 2-byte length of min.. bytes, as a cursor of its own. */
+  vector16(field: string, min: number): Cursor {
+    const length = this.vectorLength16(field, min);
+    const inner = new Cursor(this.bytes, this.at, this.at + length);
+    this.at += length;
+    return inner;
+  }
+
+  /** An extension's data (a vector with a 2-byte length), as a cursor of its own. */
+  extensionData(type: number): Cursor {
+    if (this.remaining < 2) throw this.#overrun(2, `extension ${type} data length`);
+    const length = ((this.bytes[this.at] ?? 0) << 8) | (this.bytes[this.at + 1] ?? 0);
+    this.at += 2;
+    if (this.remaining < length) throw this.#overrun(length, `extension ${type} data`);
+    const inner = new Cursor(this.bytes, this.at, this.at + length);
+    this.at += length;
+    return inner;
   }
 
   /** Fails if bytes are left after `field`, the last thing the container should hold. */
@@ -319,15 +398,18 @@ class Cursor {
     if (this.remaining !== 0) throw malformed(`${this.remaining} stray bytes after ${field}`);
   }
 
-  #vector(length: number, field: string, min: number, max: number): Uint8Array {
+  #checkLength(length: number, field: string, min: number, max: number): number {
     if (length < min || length > max) throw malformed(`${field} length ${length} is outside ${min}..${max}`);
-    return this.opaque(length, field);
+    this.#need(length, field, '');
+    return length;
   }
 
-  #need(length: number, field: string): void {
-    if (this.remaining < length) {
-      throw malformed(`${field} needs ${length} bytes but only ${this.remaining} remain in its container`);
-    }
+  #need(length: number, field: string, suffix: string): void {
+    if (this.remaining < length) throw this.#overrun(length, field + suffix);
+  }
+
+  #overrun(length: number, field: string): HelloError {
+    return malformed(`${field} needs ${length} bytes but only ${this.remaining} remain in its container`);
   }
 }
 

@@ -42,6 +42,10 @@
  * (process.cpuUsage() there) and the endpoints process's (/proc/<pid>/stat). TLS's AEAD protects every byte end to
  * end, so a proxy that lost or changed a byte would fail the connection, which fails the bench. Every wait is
  * bounded (WAIT_LIMIT_MS, and per connection in the client process); the numbers are printed, never judged.
+ *
+ * MESHFED_GATEWAY_BENCH=rate,latency (any of rate, latency, bulk; default all three) runs only those sections, each
+ * as in a full run, and prints the others as skipped. A section run alone starts colder (no earlier section has run
+ * connections through the proxies), so compare its numbers only with runs of the same selection.
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -77,6 +81,7 @@ const TARGET_ADDED_P50_MS = 0.3;
 const TARGET_BULK_RATIO = 0.8;
 /** every wait below is bounded: a stuck run fails instead of hanging */
 const WAIT_LIMIT_MS = 180_000;
+const SECTIONS = new Set((process.env.MESHFED_GATEWAY_BENCH ?? 'rate,latency,bulk').split(',').map((s) => s.trim()));
 const HAPROXY_PATHS = ['/usr/sbin/haproxy', ...(process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'haproxy'))];
 
 type Name = 'direct' | 'meshfed' | 'HAProxy';
@@ -443,72 +448,88 @@ export async function run(): Promise<void> {
 
     // ---- new connections per second ----
     const endpointsCpu = (): number => processCpuSeconds(endpoints.child.pid ?? 0);
-    const rate = await rounds(
-      targets,
-      endpointsCpu,
-      (t) => clients.rate(t.ports),
-      (timed) => RATE_COUNT / timed.seconds,
-    );
+    const rate = SECTIONS.has('rate')
+      ? await rounds(
+          targets,
+          endpointsCpu,
+          (t) => clients.rate(t.ports),
+          (timed) => RATE_COUNT / timed.seconds,
+        )
+      : undefined;
     // ---- added latency ----
-    await clients.latency(
-      targets.map((t) => t.ports),
-      LATENCY_WARMUP,
-    );
-    const latencyMs = await clients.latency(
-      targets.map((t) => t.ports),
-      LATENCY_COUNT,
-    );
-    // ---- bulk ----
-    const bulk = await rounds(
-      targets,
-      endpointsCpu,
-      (t) => clients.bulk(t.ports),
-      (timed) => (BULK_CONNECTIONS * BULK_BYTES) / MIB / timed.seconds,
-    );
-
-    console.log('');
-    console.log(`new TLS connections per second (full handshake + 64-byte echo + close; ${CONCURRENCY} in flight; ${fmt(RATE_COUNT)} connections per round):`);
-    printRounds(rate, 'conn/s', { unit: 'µs per connection', of: (s) => ((s.proxyCpu ?? 0) * 1e6) / RATE_COUNT });
-    const rateOf = (name: Name): number => median(rate.get(name)?.map((s) => s.value) ?? []);
-    const cpuPerConn = (name: Name): number => median(rate.get(name)?.map((s) => ((s.proxyCpu ?? 0) * 1e6) / RATE_COUNT) ?? []);
-    console.log(`  meshfed/direct ${(rateOf('meshfed') / rateOf('direct')).toFixed(2)}`);
-    if (haproxy) {
-      const ratio = rateOf('meshfed') / rateOf('HAProxy');
-      console.log(`  HAProxy/direct ${(rateOf('HAProxy') / rateOf('direct')).toFixed(2)}`);
-      console.log(`  meshfed/HAProxy ${ratio.toFixed(2)} (target >= ${TARGET_RATE_RATIO}: ${ratio >= TARGET_RATE_RATIO ? 'met' : 'NOT met'}); proxy CPU per connection meshfed/HAProxy ${(cpuPerConn('meshfed') / cpuPerConn('HAProxy')).toFixed(2)}×`);
-    }
-
-    console.log(`added latency (tls.connect to first echoed byte, one connection at a time, ${LATENCY_COUNT} per target after ${LATENCY_WARMUP}, interleaved connection by connection):`);
-    const direct = latencyMs[targets.findIndex((t) => t.name === 'direct')] ?? [];
-    const p = (values: number[], q: number): string => `${percentile(values, q).toFixed(3)} ms`;
-    const added: Partial<Record<Name, { p50: number; p99: number }>> = {};
-    for (const [i, target] of targets.entries()) {
-      const values = latencyMs[i] ?? [];
-      let extra = '';
-      if (target.name !== 'direct') {
-        const a = { p50: percentile(values, 0.5) - percentile(direct, 0.5), p99: percentile(values, 0.99) - percentile(direct, 0.99) };
-        added[target.name] = a;
-        extra = `; added p50 ${a.p50.toFixed(3)} ms, added p99 ${a.p99.toFixed(3)} ms`;
-      }
-      console.log(`  ${`${target.name}:`.padEnd(PAD)} p50 ${p(values, 0.5)}, p90 ${p(values, 0.9)}, p99 ${p(values, 0.99)}${extra}`);
-    }
-    const meshfedAdded = added.meshfed;
-    const haproxyAdded = added.HAProxy;
-    if (meshfedAdded && haproxyAdded) {
-      const gap = meshfedAdded.p50 - haproxyAdded.p50;
-      console.log(
-        `  meshfed's added p50 − HAProxy's: ${gap.toFixed(3)} ms (target <= ${TARGET_ADDED_P50_MS} ms: ${gap <= TARGET_ADDED_P50_MS ? 'met' : 'NOT met'}); added p99 − HAProxy's: ${(meshfedAdded.p99 - haproxyAdded.p99).toFixed(3)} ms`,
+    let latencyMs: number[][] | undefined;
+    if (SECTIONS.has('latency')) {
+      await clients.latency(
+        targets.map((t) => t.ports),
+        LATENCY_WARMUP,
+      );
+      latencyMs = await clients.latency(
+        targets.map((t) => t.ports),
+        LATENCY_COUNT,
       );
     }
+    // ---- bulk ----
+    const bulk = SECTIONS.has('bulk')
+      ? await rounds(
+          targets,
+          endpointsCpu,
+          (t) => clients.bulk(t.ports),
+          (timed) => (BULK_CONNECTIONS * BULK_BYTES) / MIB / timed.seconds,
+        )
+      : undefined;
 
-    console.log(`bulk throughput (${BULK_CONNECTIONS} connections × ${BULK_BYTES / MIB} MiB written and echoed back; MiB/s of payload, each byte crossing the proxy up and back):`);
-    printRounds(bulk, 'MiB/s', { unit: 'µs per MiB', of: (s) => ((s.proxyCpu ?? 0) * 1e6 * MIB) / (BULK_CONNECTIONS * BULK_BYTES) });
-    const bulkOf = (name: Name): number => median(bulk.get(name)?.map((s) => s.value) ?? []);
-    console.log(`  meshfed/direct ${(bulkOf('meshfed') / bulkOf('direct')).toFixed(2)}`);
-    if (haproxy) {
-      const ratio = bulkOf('meshfed') / bulkOf('HAProxy');
-      console.log(`  HAProxy/direct ${(bulkOf('HAProxy') / bulkOf('direct')).toFixed(2)}`);
-      console.log(`  meshfed/HAProxy ${ratio.toFixed(2)} (target >= ${TARGET_BULK_RATIO}: ${ratio >= TARGET_BULK_RATIO ? 'met' : 'NOT met'})`);
+    console.log('');
+    if (rate === undefined) console.log('new TLS connections per second: skipped (MESHFED_GATEWAY_BENCH)');
+    else {
+      console.log(`new TLS connections per second (full handshake + 64-byte echo + close; ${CONCURRENCY} in flight; ${fmt(RATE_COUNT)} connections per round):`);
+      printRounds(rate, 'conn/s', { unit: 'µs per connection', of: (s) => ((s.proxyCpu ?? 0) * 1e6) / RATE_COUNT });
+      const rateOf = (name: Name): number => median(rate.get(name)?.map((s) => s.value) ?? []);
+      const cpuPerConn = (name: Name): number => median(rate.get(name)?.map((s) => ((s.proxyCpu ?? 0) * 1e6) / RATE_COUNT) ?? []);
+      console.log(`  meshfed/direct ${(rateOf('meshfed') / rateOf('direct')).toFixed(2)}`);
+      if (haproxy) {
+        const ratio = rateOf('meshfed') / rateOf('HAProxy');
+        console.log(`  HAProxy/direct ${(rateOf('HAProxy') / rateOf('direct')).toFixed(2)}`);
+        console.log(`  meshfed/HAProxy ${ratio.toFixed(2)} (target >= ${TARGET_RATE_RATIO}: ${ratio >= TARGET_RATE_RATIO ? 'met' : 'NOT met'}); proxy CPU per connection meshfed/HAProxy ${(cpuPerConn('meshfed') / cpuPerConn('HAProxy')).toFixed(2)}×`);
+      }
+
+    }
+    if (latencyMs === undefined) console.log('added latency: skipped (MESHFED_GATEWAY_BENCH)');
+    else {
+      console.log(`added latency (tls.connect to first echoed byte, one connection at a time, ${LATENCY_COUNT} per target after ${LATENCY_WARMUP}, interleaved connection by connection):`);
+      const direct = latencyMs[targets.findIndex((t) => t.name === 'direct')] ?? [];
+      const p = (values: number[], q: number): string => `${percentile(values, q).toFixed(3)} ms`;
+      const added: Partial<Record<Name, { p50: number; p99: number }>> = {};
+      for (const [i, target] of targets.entries()) {
+        const values = latencyMs[i] ?? [];
+        let extra = '';
+        if (target.name !== 'direct') {
+          const a = { p50: percentile(values, 0.5) - percentile(direct, 0.5), p99: percentile(values, 0.99) - percentile(direct, 0.99) };
+          added[target.name] = a;
+          extra = `; added p50 ${a.p50.toFixed(3)} ms, added p99 ${a.p99.toFixed(3)} ms`;
+        }
+        console.log(`  ${`${target.name}:`.padEnd(PAD)} p50 ${p(values, 0.5)}, p90 ${p(values, 0.9)}, p99 ${p(values, 0.99)}${extra}`);
+      }
+      const meshfedAdded = added.meshfed;
+      const haproxyAdded = added.HAProxy;
+      if (meshfedAdded && haproxyAdded) {
+        const gap = meshfedAdded.p50 - haproxyAdded.p50;
+        console.log(
+          `  meshfed's added p50 − HAProxy's: ${gap.toFixed(3)} ms (target <= ${TARGET_ADDED_P50_MS} ms: ${gap <= TARGET_ADDED_P50_MS ? 'met' : 'NOT met'}); added p99 − HAProxy's: ${(meshfedAdded.p99 - haproxyAdded.p99).toFixed(3)} ms`,
+        );
+      }
+
+    }
+    if (bulk === undefined) console.log('bulk throughput: skipped (MESHFED_GATEWAY_BENCH)');
+    else {
+      console.log(`bulk throughput (${BULK_CONNECTIONS} connections × ${BULK_BYTES / MIB} MiB written and echoed back; MiB/s of payload, each byte crossing the proxy up and back):`);
+      printRounds(bulk, 'MiB/s', { unit: 'µs per MiB', of: (s) => ((s.proxyCpu ?? 0) * 1e6 * MIB) / (BULK_CONNECTIONS * BULK_BYTES) });
+      const bulkOf = (name: Name): number => median(bulk.get(name)?.map((s) => s.value) ?? []);
+      console.log(`  meshfed/direct ${(bulkOf('meshfed') / bulkOf('direct')).toFixed(2)}`);
+      if (haproxy) {
+        const ratio = bulkOf('meshfed') / bulkOf('HAProxy');
+        console.log(`  HAProxy/direct ${(bulkOf('HAProxy') / bulkOf('direct')).toFixed(2)}`);
+        console.log(`  meshfed/HAProxy ${ratio.toFixed(2)} (target >= ${TARGET_BULK_RATIO}: ${ratio >= TARGET_BULK_RATIO ? 'met' : 'NOT met'})`);
+      }
     }
     console.log(`load average at end ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
   } finally {

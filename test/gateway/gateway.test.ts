@@ -271,6 +271,18 @@ describe('refusals', () => {
   });
 });
 
+describe('timeouts', () => {
+  it('a spliced connection that moves no byte either way for idleTimeoutMs is closed, both sides', async () => {
+    const { gw } = await gateway(providerRouteSource(provider, gatewayNode('gw-b', 'cluster-b', 'net-b')), { idleTimeoutMs: 150 });
+    const { socket } = await through(gw, SNI);
+    // still spliced while bytes move
+    socket.write('ping\n');
+    await new Promise<void>((resolve) => socket.once('data', () => { resolve(); }));
+    await new Promise<void>((resolve) => socket.once('close', () => { resolve(); }));
+    await until('the connection to be gone', () => gw.connections() === 0);
+  });
+});
+
 describe('drain', () => {
   it('connections in flight finish; new ones are refused; the drain ends when the last one does', async () => {
     const { gw } = await gateway(providerRouteSource(provider, gatewayNode('gw-b', 'cluster-b', 'net-b')));

@@ -1,10 +1,11 @@
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, type Document } from 'yaml';
 import { z } from 'zod';
 import { gatewaySchema } from './cluster.js';
 import { localitySchema } from './locality.js';
 import { clusterNameSchema, dnsLabelSchema, labelsSchema, networkNameSchema } from './names.js';
 import { endpointSchema, servicePortSchema } from './service.js';
 import { trustDomainSchema } from './trust-policy.js';
+import { virtualDestinationConflict, virtualDestinationSchema, type NamedVirtualDestination } from './virtual-destination.js';
 
 export const API_VERSION = 'meshfed.io/v1alpha1';
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -50,6 +51,7 @@ const apiVersionSchema = z.literal(API_VERSION, { message: `must be ${API_VERSIO
 const documentSchema = z.discriminatedUnion('kind', [
   z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Federation'), metadata: metadataSchema, spec: federationSpecSchema }),
   z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Cluster'), metadata: metadataSchema.extend({ name: clusterNameSchema }), spec: clusterSpecSchema }),
+  z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('VirtualDestination'), metadata: metadataSchema, spec: virtualDestinationSchema }),
 ]);
 
 export interface ClusterDefinition {
@@ -68,6 +70,8 @@ export interface FederationFile {
   name?: string;
   trustDomain?: string;
   clusters: ClusterDefinition[];
+  /** in file order; names and hostnames unique */
+  virtualDestinations: NamedVirtualDestination[];
 }
 
 export class FederationFileError extends Error {}
@@ -77,15 +81,25 @@ const formatPath = (path: readonly PropertyKey[]): string => path.map((part) => 
 function describeIssue(issue: z.core.$ZodIssue): string {
   // an unknown key is reported on its parent: name the key itself, so the path points at the typo
   if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field`).join('; ');
-  if (issue.code === 'invalid_union' && issue.path.at(-1) === 'kind') return `kind: must be Federation or Cluster`;
+  if (issue.code === 'invalid_union' && issue.path.at(-1) === 'kind') return `kind: must be Federation, Cluster or VirtualDestination`;
   return `${formatPath(issue.path) || '(document)'}: ${issue.message}`;
 }
 
-/** Parses a federation file: a YAML stream of meshfed.io/v1alpha1 documents (Federation, Cluster). */
+/** The document's value; an alias that names no anchor (an unquoted `*.global`, say) or too many aliases is an error. */
+function toValue(document: Document.Parsed, where: string): unknown {
+  try {
+    return document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new FederationFileError(`${where}: invalid YAML: ${message} (quote a value that starts with "*" or "&")`);
+  }
+}
+
+/** Parses a federation file: a YAML stream of meshfed.io/v1alpha1 documents (Federation, Cluster, VirtualDestination). */
 export function parseFederationFile(text: string, sourceName = 'federation file'): FederationFile {
   if (Buffer.byteLength(text) > MAX_FILE_BYTES) throw new FederationFileError(`${sourceName}: larger than ${MAX_FILE_BYTES} bytes`);
   const documents = parseAllDocuments(text);
-  const result: FederationFile = { clusters: [] };
+  const result: FederationFile = { clusters: [], virtualDestinations: [] };
   const seen = new Set<string>();
   let defaultLocality: { region?: string; zone?: string } | undefined;
   let index = 0;
@@ -98,7 +112,7 @@ export function parseFederationFile(text: string, sourceName = 'federation file'
       const message = (yamlError.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
       throw new FederationFileError(`${where}: invalid YAML at line ${position?.line ?? '?'}, column ${position?.col ?? '?'}: ${message}`);
     }
-    const value: unknown = document.toJS({ maxAliasCount: 100 });
+    const value = toValue(document, where);
     if (value === null || value === undefined) continue;
     const kind = typeof value === 'object' && 'kind' in value ? String(value.kind) : 'no kind';
     const parsed = documentSchema.safeParse(value);
@@ -112,6 +126,13 @@ export function parseFederationFile(text: string, sourceName = 'federation file'
       result.name = doc.metadata.name;
       if (doc.spec.trustDomain) result.trustDomain = doc.spec.trustDomain;
       defaultLocality = doc.spec.defaultLocality;
+      continue;
+    }
+    if (doc.kind === 'VirtualDestination') {
+      const named: NamedVirtualDestination = { name: doc.metadata.name, spec: doc.spec };
+      const conflict = virtualDestinationConflict(result.virtualDestinations, named);
+      if (conflict) throw new FederationFileError(`${where} (VirtualDestination ${named.name}): ${conflict.field}: ${conflict.message}`);
+      result.virtualDestinations.push(named);
       continue;
     }
     if (seen.has(doc.metadata.name)) throw new FederationFileError(`${where} (Cluster ${doc.metadata.name}): metadata.name: cluster ${doc.metadata.name} is defined twice`);

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { clusterSchema, type Cluster } from '../model/cluster.js';
 import { FederationFileError, parseFederationFile, type StaticService } from '../model/federation-file.js';
+import type { NamedVirtualDestination } from '../model/virtual-destination.js';
 
 const MAX_FEDERATION_FILE_BYTES = 16 * 1024 * 1024;
 const MAX_KUBECONFIG_BYTES = 256 * 1024;
@@ -21,6 +22,8 @@ export interface LoadedFederation {
   readonly name?: string;
   readonly trustDomain?: string;
   readonly clusters: FileCluster[];
+  /** the file's VirtualDestinations, in file order; names and hostnames unique */
+  readonly virtualDestinations: NamedVirtualDestination[];
 }
 
 function readLimited(path: string, limit: number, what: string): string {
@@ -53,5 +56,6 @@ export function loadFederationFile(path: string): LoadedFederation {
     ...(parsed.name !== undefined ? { name: parsed.name } : {}),
     ...(parsed.trustDomain !== undefined ? { trustDomain: parsed.trustDomain } : {}),
     clusters,
+    virtualDestinations: parsed.virtualDestinations,
   };
 }

@@ -18,3 +18,10 @@ export {
 export { federatedCatalog, serviceHost, DEFAULT_DOMAIN_SUFFIX, type Catalog, type CatalogService, type CatalogPort } from './catalog.js';
 export { gatewayAssignment } from './gateway-targets.js';
 export { forProxylessClients } from './proxyless.js';
+export {
+  virtualDestinationAssignment,
+  type VirtualDestinationAssignment,
+  type GroupPlacement,
+  type TierReason,
+  type PlacementReason,
+} from './virtual-destinations.js';

@@ -105,7 +105,8 @@ export interface LoadAssignment {
 }
 
 const MAX_WEIGHT = 0xffff_ffff;
-const clampWeight = (w: number): number => Math.min(Math.max(w, 1), MAX_WEIGHT);
+/** A load_balancing_weight: at least 1, at most 2^32-1. */
+export const clampWeight = (w: number): number => Math.min(Math.max(w, 1), MAX_WEIGHT);
 
 /** Kubernetes endpoint conditions → xDS health status. */
 export function lbHealth(health: EndpointHealth): LbHealth {
@@ -136,7 +137,8 @@ export function endpointLocality(cluster: ClusterView['cluster'], endpoint: Endp
   return { region, zone, subzone: own.subzone ?? '' };
 }
 
-interface Candidate {
+/** One endpoint of a selected service port, before split horizon decides how the proxy reaches it. Never changed. */
+export interface Candidate {
   readonly cluster: string;
   readonly network: string;
   readonly address: string;
@@ -150,20 +152,54 @@ interface Candidate {
   readonly localityKey: string;
 }
 
+/**
+ * How the caller orders candidates, for the one choice split horizon makes on its behalf: where a gateway stands.
+ * Candidates with the same `slot` are interchangeable for the caller; `rank` is the slot's failover rank (lower is
+ * nearer), computed once per slot of a gateway.
+ */
+export interface SlotOrder {
+  slot(candidate: Candidate): string;
+  rank(candidate: Candidate): number;
+}
+
+/** An endpoint as split horizon emits it, and what stands behind it. */
+export interface Placement {
+  readonly endpoint: LbEndpoint;
+  /** the endpoint's locality; for a gateway, the locality of `at` */
+  readonly locality: Locality;
+  /** the endpoint itself; for a gateway, one endpoint of the slot it stands in (the nearest, then the fullest) */
+  readonly at: Candidate;
+  /**
+   * the scaled weight of the HEALTHY endpoints it stands for (a gateway: its share of each, so that an endpoint
+   * behind several gateways counts once in all); a direct endpoint: its weight, or 0 when it is not HEALTHY
+   */
+  readonly healthy: number;
+  /** likewise, for all the endpoints it stands for whatever their health */
+  readonly total: number;
+}
+
+export interface Placed {
+  readonly placements: Placement[];
+  /** the LCM every endpoint weight was multiplied by */
+  readonly scaleFactor: number;
+  readonly dropped: DroppedEndpoint[];
+  readonly skippedGateways: SkippedGateway[];
+}
+
 interface GatewayAccumulator {
   gateway: NetworkGateway;
   clusters: Set<string>;
   /** summed scaled weight of the HEALTHY endpoints it stands for */
   weight: number;
   healthy: number;
-  /** locality key → [locality, healthy endpoints there, all endpoints there] */
-  localities: Map<string, { locality: Locality; healthy: number; all: number }>;
+  /** summed scaled weight of all the endpoints it stands for */
+  total: number;
+  /** slot → [a candidate of the slot, healthy endpoints there, all endpoints there] */
+  slots: Map<string, { candidate: Candidate; healthy: number; all: number }>;
 }
 
-interface Placed {
-  locality: Locality;
-  endpoint: LbEndpoint;
-}
+/** Split horizon by locality: a gateway stands in the nearest locality to the proxy. */
+const byLocality = (proxy: Partial<Locality>): SlotOrder => ({ slot: (c) => c.localityKey, rank: (c) => localityPriority(proxy, c.locality) });
 
 /**
  * The cluster load assignment `proxy` should see for `service` (namespace/name) on service port `port`, from
@@ -171,14 +207,22 @@ interface Placed {
  * last-known endpoints).
  */
 export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, service: string, port: number): LoadAssignment {
+  const { placements, scaleFactor, dropped, skippedGateways } = placeEndpoints(snapshot, proxy, collect(snapshot, service, port), byLocality(proxy.locality));
+  return { service, port, groups: group(proxy.locality, placements), scaleFactor, dropped, skippedGateways };
+}
+
+/**
+ * Split horizon over `candidates`: each one direct, behind its cluster's (or network's) gateways, or dropped, with
+ * Istio's LCM weighting; each gateway emitted once, standing in the slot of `order` nearest to the proxy.
+ */
+export function placeEndpoints(snapshot: FederatedSnapshot, proxy: ProxyView, candidates: readonly Candidate[], order: SlotOrder): Placed {
   const index = gatewayIndexOf(snapshot);
   const scale = index.scaleFactor;
   const proxyNetwork = proxy.network !== undefined && proxy.network !== '' ? proxy.network : undefined;
 
-  const candidates = collect(snapshot, service, port);
   const dropped: DroppedEndpoint[] = [];
   const skippedGateways: SkippedGateway[] = [...index.skipped];
-  const placed: Placed[] = [];
+  const placements: Placement[] = [];
   const directAddresses = new Set<string>();
   const gatewayAcc = new Map<string, GatewayAccumulator>();
   const weight = clampWeight(scale); // every model endpoint weighs 1: Istio's scaleEndpointLBWeight gives it scaleFactor
@@ -192,7 +236,7 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
         continue;
       }
       directAddresses.add(key);
-      placed.push({ locality: c.locality, endpoint: { address: c.address, port: c.port, weight, health: c.health, via: DIRECT } });
+      placements.push({ locality: c.locality, at: c, healthy: c.health === 'HEALTHY' ? weight : 0, total: weight, endpoint: { address: c.address, port: c.port, weight, health: c.health, via: DIRECT } });
       continue;
     }
     if (!c.mtls) {
@@ -204,15 +248,16 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
       const key = gatewayKey(gateway);
       let acc = gatewayAcc.get(key);
       if (!acc) {
-        acc = { gateway, clusters: new Set(), weight: 0, healthy: 0, localities: new Map() };
+        acc = { gateway, clusters: new Set(), weight: 0, healthy: 0, total: 0, slots: new Map() };
         gatewayAcc.set(key, acc);
       }
       acc.clusters.add(c.cluster);
-      const lk = c.localityKey;
-      let at = acc.localities.get(lk);
+      acc.total += share;
+      const slot = order.slot(c);
+      let at = acc.slots.get(slot);
       if (!at) {
-        at = { locality: c.locality, healthy: 0, all: 0 };
-        acc.localities.set(lk, at);
+        at = { candidate: c, healthy: 0, all: 0 };
+        acc.slots.set(slot, at);
       }
       at.all += 1;
       if (c.health === 'HEALTHY') {
@@ -230,8 +275,12 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
       continue;
     }
     const healthy = acc.healthy > 0;
-    placed.push({
-      locality: nearestLocality(proxy.locality, [...acc.localities.values()].map((l) => ({ locality: l.locality, count: healthy ? l.healthy : l.all })).filter((l) => l.count > 0)),
+    const at = nearestSlot(order, [...acc.slots].map(([slot, s]) => ({ slot, candidate: s.candidate, count: healthy ? s.healthy : s.all })).filter((s) => s.count > 0));
+    placements.push({
+      locality: at.locality,
+      at,
+      healthy: acc.weight,
+      total: acc.total,
       endpoint: {
         address: gateway.address,
         port: gateway.port,
@@ -242,7 +291,7 @@ export function loadAssignment(snapshot: FederatedSnapshot, proxy: ProxyView, se
     });
   }
 
-  return { service, port, groups: group(proxy.locality, placed), scaleFactor: scale, dropped, skippedGateways };
+  return { placements, scaleFactor: scale, dropped, skippedGateways };
 }
 
 const DIRECT: LbVia = Object.freeze({ kind: 'direct' });
@@ -284,13 +333,16 @@ function snapshotIndex(snapshot: FederatedSnapshot): SnapshotIndex {
 
 const gatewayIndexOf = (snapshot: FederatedSnapshot): GatewayIndex => snapshotIndex(snapshot).gateways;
 
+/** The snapshot's non-evicted clusters, in name order (computed once per snapshot). */
+export const liveClusters = (snapshot: FederatedSnapshot): readonly (readonly [string, ClusterView])[] => snapshotIndex(snapshot).clusters;
+
 /**
- * The candidates of one (ServiceView, service port) of a cluster: the same objects for every proxy and every snapshot
+ * The candidates of one (ServiceView, service port) of cluster `name`: the same objects for every proxy and every snapshot
  * that shares that ServiceView (a new snapshot shares every unchanged object with the one before), never changed.
  */
 const candidateCache = new WeakMap<ServiceView, Map<number, { name: string; cluster: ClusterView['cluster']; candidates: readonly Candidate[] }>>();
 
-function candidatesOf(name: string, cluster: ClusterView['cluster'], sv: ServiceView, servicePort: ServicePort): readonly Candidate[] {
+export function candidatesOf(name: string, cluster: ClusterView['cluster'], sv: ServiceView, servicePort: ServicePort): readonly Candidate[] {
   let byPort = candidateCache.get(sv);
   if (!byPort) {
     byPort = new Map();
@@ -338,17 +390,16 @@ function collect(snapshot: FederatedSnapshot, service: string, port: number): Ca
   return out;
 }
 
-/** Lowest priority to the proxy, then most endpoints, then lexical region/zone/subzone. */
-function nearestLocality(proxy: Partial<Locality>, options: { locality: Locality; count: number }[]): Locality {
-  const sorted = options.sort(
-    (a, b) => localityPriority(proxy, a.locality) - localityPriority(proxy, b.locality) || b.count - a.count || compareLocality(a.locality, b.locality),
-  );
-  const first = sorted[0];
+/** Lowest rank, then most endpoints, then lexical region/zone/subzone, then slot. */
+function nearestSlot(order: SlotOrder, options: { slot: string; candidate: Candidate; count: number }[]): Candidate {
+  const ranked = options.map((o) => ({ ...o, rank: order.rank(o.candidate) }));
+  ranked.sort((a, b) => a.rank - b.rank || b.count - a.count || compareLocality(a.candidate.locality, b.candidate.locality) || (a.slot < b.slot ? -1 : a.slot > b.slot ? 1 : 0));
+  const first = ranked[0];
   if (!first) throw new Error('a gateway with no endpoints behind it'); // unreachable: accumulators exist only for endpoints
-  return first.locality;
+  return first.candidate;
 }
 
-function group(proxy: Partial<Locality>, placed: Placed[]): LocalityGroup[] {
+function group(proxy: Partial<Locality>, placed: readonly Placement[]): LocalityGroup[] {
   const groups = new Map<string, LocalityGroup>();
   for (const { locality, endpoint } of placed) {
     const key = localityKey(locality);
@@ -384,6 +435,7 @@ const compareGroups = (a: LocalityGroup, b: LocalityGroup): number => a.priority
 
 const viaOrder = (e: LbEndpoint): number => (e.via.kind === 'direct' ? 0 : 1);
 
-function compareEndpoints(a: LbEndpoint, b: LbEndpoint): number {
+/** Direct endpoints first, then by address and port. */
+export function compareEndpoints(a: LbEndpoint, b: LbEndpoint): number {
   return viaOrder(a) - viaOrder(b) || (a.address < b.address ? -1 : a.address > b.address ? 1 : 0) || a.port - b.port;
 }

@@ -85,7 +85,7 @@ describe('parseFederationFile', () => {
       [cluster('a', 'region: r'), 'fed.yaml, document 1 (Cluster a): spec.network:'],
       [cluster('a', 'network: n1\ncolour: blue'), 'fed.yaml, document 1 (Cluster a): spec.colour: unknown field'],
       [cluster('a', 'network: n1\ncontext: admin'), 'fed.yaml, document 1 (Cluster a): spec.context: context only applies with kubeconfigFile'],
-      [cluster('a', 'network: n1').replace('kind: Cluster', 'kind: Clustr'), 'fed.yaml, document 1 (Clustr a): kind: must be Federation or Cluster'],
+      [cluster('a', 'network: n1').replace('kind: Cluster', 'kind: Clustr'), 'fed.yaml, document 1 (Clustr a): kind: must be Federation, Cluster or VirtualDestination'],
       [cluster('a', 'network: n1').replace('meshfed.io/v1alpha1', 'v1'), 'fed.yaml, document 1 (Cluster a): apiVersion: must be meshfed.io/v1alpha1'],
       [FEDERATION.replace('example.test', 'Example.Test'), 'fed.yaml, document 1 (Federation fed): spec.trustDomain: trust domain may contain only lowercase'],
       [FEDERATION + '---\n' + FEDERATION, 'fed.yaml, document 2: only one Federation document is allowed'],
@@ -109,6 +109,61 @@ describe('parseFederationFile', () => {
   it('refuses a cluster with both kubeconfigFile and services', () => {
     expect(errorOf(cluster('a', 'network: n1\nkubeconfigFile: k.yaml\nservices: []'))).toBe(
       'fed.yaml, document 1 (Cluster a): spec.services: a cluster has either kubeconfigFile (watched through its API server) or services (static), not both',
+    );
+  });
+});
+
+const virtualDestination = (name: string, spec: string): string => `---
+apiVersion: meshfed.io/v1alpha1
+kind: VirtualDestination
+metadata:
+  name: ${name}
+spec:
+${spec
+  .trim()
+  .split('\n')
+  .map((line) => `  ${line}`)
+  .join('\n')}
+`;
+
+const REVIEWS_SPEC = 'hostname: reviews.global\nports: [{ number: 9080, protocol: GRPC }]\nbackends: [{ name: reviews }]';
+
+describe('parseFederationFile: VirtualDestination', () => {
+  it('reads virtual destinations in file order, with defaults, beside clusters of the same name', () => {
+    const file = parseFederationFile(
+      cluster('reviews', 'network: n1') +
+        virtualDestination('reviews', REVIEWS_SPEC) +
+        virtualDestination('ratings', 'hostname: ratings.global\nports: [{ number: 80, protocol: HTTP, targetPort: 9080 }]\nbackends: [{ labels: { app: ratings }, clusters: [reviews] }]\nfailover:\n  policy: priority\n  order: [{ cluster: reviews }]'),
+    );
+    expect(file.clusters.map((c) => c.name)).toEqual(['reviews']);
+    expect(file.virtualDestinations).toEqual([
+      { name: 'reviews', spec: { hostname: 'reviews.global', ports: [{ number: 9080, protocol: 'GRPC' }], backends: [{ name: 'reviews' }], failover: { policy: 'locality' } } },
+      {
+        name: 'ratings',
+        spec: { hostname: 'ratings.global', ports: [{ number: 80, protocol: 'HTTP', targetPort: 9080 }], backends: [{ labels: { app: 'ratings' }, clusters: ['reviews'] }], failover: { policy: 'priority', order: [{ cluster: 'reviews' }] } },
+      },
+    ]);
+  });
+
+  it('names the document, the virtual destination and the field of every error', () => {
+    const cases: [string, string][] = [
+      [virtualDestination('reviews', REVIEWS_SPEC.replace('reviews.global', '"*.global"')), 'fed.yaml, document 1 (VirtualDestination reviews): spec.hostname: must not be a wildcard'],
+      [virtualDestination('reviews', REVIEWS_SPEC.replace('reviews.global', '*.global')), 'fed.yaml, document 1: invalid YAML: Unresolved alias'],
+      [virtualDestination('reviews', REVIEWS_SPEC + '\nfailover: { policy: priority }'), 'fed.yaml, document 1 (VirtualDestination reviews): spec.failover.order: is required with policy priority'],
+      [virtualDestination('reviews', REVIEWS_SPEC + '\nfailover: { weights: [{ cluster: east-1, weight: 120 }] }'), 'fed.yaml, document 1 (VirtualDestination reviews): spec.failover.weights[0].weight: must be 0-100'],
+      [virtualDestination('reviews', REVIEWS_SPEC.replace('{ name: reviews }', '{ namespace: shop }')), 'fed.yaml, document 1 (VirtualDestination reviews): spec.backends[0]: a backend must select services by name or by labels'],
+      [virtualDestination('reviews', REVIEWS_SPEC + '\nretries: 3'), 'fed.yaml, document 1 (VirtualDestination reviews): spec.retries: unknown field'],
+      [virtualDestination('Reviews', REVIEWS_SPEC), 'fed.yaml, document 1 (VirtualDestination Reviews): metadata.name: must be a DNS-1123 label'],
+    ];
+    for (const [text, expected] of cases) expect(errorOf(text)).toContain(expected);
+  });
+
+  it('refuses a name or a hostname used twice, naming the second definition', () => {
+    expect(errorOf(virtualDestination('reviews', REVIEWS_SPEC) + cluster('a', 'network: n1') + virtualDestination('reviews', REVIEWS_SPEC.replace('reviews.global', 'other.global')))).toBe(
+      'fed.yaml, document 3 (VirtualDestination reviews): metadata.name: virtual destination reviews is defined twice',
+    );
+    expect(errorOf(virtualDestination('reviews', REVIEWS_SPEC) + virtualDestination('reviews-2', REVIEWS_SPEC))).toBe(
+      'fed.yaml, document 2 (VirtualDestination reviews-2): spec.hostname: hostname reviews.global is already the hostname of virtual destination reviews',
     );
   });
 });
@@ -158,5 +213,7 @@ describe('loadFederationFile', () => {
       ['prod-west', 'kubernetes', 'us-west', 'us-west-2a'],
       ['lab-1', 'static', 'eu-west', 'eu-west-1a'],
     ]);
+    expect(example.virtualDestinations.map(({ name, spec }) => [name, spec.hostname, spec.failover.policy])).toEqual([['checkout', 'checkout.global', 'locality']]);
+    expect(demo.virtualDestinations).toEqual([]);
   });
 });

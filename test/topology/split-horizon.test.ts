@@ -8,6 +8,7 @@ import { formatLocality, type Locality } from '../../src/model/locality.js';
 import { endpointSchema, serviceSchema, servicePortSchema } from '../../src/model/service.js';
 import type { ClusterState, ClusterView, FederatedSnapshot } from '../../src/registry/snapshot.js';
 import type { ServiceView } from '../../src/registry/source.js';
+import { expectValidForXds } from './xds-validity.js';
 import { indexGateways, lcm, loadAssignment, localityPriority, type LoadAssignment, type ProxyView } from '../../src/topology/index.js';
 
 const SERVICE = 'ns/example';
@@ -52,24 +53,6 @@ function render(a: LoadAssignment): string[] {
       return `  ${e.address}:${e.port} w${e.weight} ${e.health}${via}`;
     }),
   ]);
-}
-
-/** What grpc and Envoy NACK or mis-handle: duplicate addresses, duplicate groups, priority gaps, zero weights. */
-function expectValidForXds(a: LoadAssignment): void {
-  const addresses = a.groups.flatMap((g) => g.endpoints.map((e) => `${e.address}|${e.port}`));
-  expect(new Set(addresses).size).toBe(addresses.length);
-  const localities = a.groups.map((g) => `${formatLocality(g.locality)}|${g.priority}`);
-  expect(new Set(localities).size).toBe(localities.length);
-  const priorities = [...new Set(a.groups.map((g) => g.priority))];
-  expect(priorities).toEqual(priorities.map((_, i) => i));
-  for (const g of a.groups) {
-    expect(g.weight).toBeGreaterThan(0);
-    expect(g.endpoints.length).toBeGreaterThan(0);
-    for (const e of g.endpoints) {
-      expect(e.weight).toBeGreaterThan(0);
-      expect(e.weight).toBeLessThanOrEqual(0xffff_ffff);
-    }
-  }
 }
 
 const net = (name: string, network: string, extra: Partial<ClusterSpec> = {}): ClusterSpec => ({ name, network, ...extra });

@@ -11,6 +11,7 @@ import { virtualDestinationSchema, type VirtualDestinationInput } from '../../sr
 import type { ClusterState, ClusterView, FederatedSnapshot } from '../../src/registry/snapshot.js';
 import type { ServiceView } from '../../src/registry/source.js';
 import { forProxylessClients, loadAssignment, virtualDestinationAssignment, type LoadAssignment, type ProxyView, type VirtualDestinationAssignment } from '../../src/topology/index.js';
+import { expectValidForXds } from './xds-validity.js';
 
 type EndpointInput = z.input<typeof endpointSchema>;
 type ServicePortInput = z.input<typeof servicePortSchema>;
@@ -106,21 +107,6 @@ function render({ assignment, placements }: VirtualDestinationAssignment): strin
 
 /** The group lines only. */
 const renderGroups = ({ assignment, placements }: VirtualDestinationAssignment): string[] => assignment.groups.map((_, i) => groupLine(assignment, placements, i));
-
-/** What grpc and Envoy NACK or mis-handle: duplicate addresses, duplicate groups, priority gaps, zero weights. */
-function expectValidForXds(a: LoadAssignment): void {
-  const addresses = a.groups.flatMap((g) => g.endpoints.map((e) => `${e.address}|${e.port}`));
-  expect(new Set(addresses).size).toBe(addresses.length);
-  const localities = a.groups.map((g) => `${formatLocality(g.locality)}|${g.priority}`);
-  expect(new Set(localities).size).toBe(localities.length);
-  const priorities = [...new Set(a.groups.map((g) => g.priority))];
-  expect(priorities).toEqual(priorities.map((_, i) => i));
-  for (const g of a.groups) {
-    expect(g.weight).toBeGreaterThan(0);
-    expect(g.weight).toBeLessThanOrEqual(0xffff_ffff);
-    expect(g.endpoints.length).toBeGreaterThan(0);
-  }
-}
 
 interface Case {
   name: string;

@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { assignment, addressOf } from './one-endpoint.js';
 import { RawStream } from './raw-ads-stream.js';
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
 import {
@@ -20,7 +21,6 @@ import {
 } from '../../src/xds/ads-protocol.js';
 import { startAdsServer, type AdsServerHandle, type EncodedResource, type NodeIdentity, type ResourceProvider, type ResourceSet } from '../../src/xds/ads-server.js';
 import { clusterLoadAssignment, decodeClusterLoadAssignment, toAny } from '../../src/xds/resources/endpoints.js';
-import type { LoadAssignment } from '../../src/topology/index.js';
 
 const EDS = TYPE_URL.clusterLoadAssignment;
 const UNKNOWN_TYPE = 'type.googleapis.com/no.such.Type';
@@ -28,26 +28,6 @@ const A = 'outbound|80||a.ns.svc.cluster.local';
 const B = 'outbound|80||b.ns.svc.cluster.local';
 const C = 'outbound|80||c.ns.svc.cluster.local';
 
-/** A one-endpoint assignment whose address encodes `n`, so each version has different bytes. */
-function assignment(n: number): LoadAssignment {
-  return {
-    service: 'ns/x',
-    port: 80,
-    groups: [
-      {
-        locality: { region: 'r1', zone: 'z1', subzone: '' },
-        priority: 0,
-        weight: 1,
-        endpoints: [{ address: addressOf(n), port: 8080, weight: 1, health: 'HEALTHY', via: { kind: 'direct' } }],
-      },
-    ],
-    scaleFactor: 1,
-    dropped: [],
-    skippedGateways: [],
-  };
-}
-
-const addressOf = (n: number): string => `10.0.${Math.floor(n / 250)}.${(n % 250) + 1}`;
 
 /**
  * EDS only; one counter per cluster name (its content); names [] = everything. The encoded bytes of a name are

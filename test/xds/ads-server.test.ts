@@ -5,12 +5,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assignment } from './one-endpoint.js';
 import { RawStream } from './raw-ads-stream.js';
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
 import { ADS_METHOD_PATH, adsServiceDefinition, encodeDiscoveryResponse, type DiscoveryRequestObject, type DiscoveryResponseObject, type NodeObject } from '../../src/xds/ads-protocol.js';
 import { startAdsServer, type AdsServerHandle, type NodeIdentity, type ResourceProvider, type ResourceSet } from '../../src/xds/ads-server.js';
 import { clusterLoadAssignment, decodeClusterLoadAssignment, toAny } from '../../src/xds/resources/endpoints.js';
-import type { LoadAssignment } from '../../src/topology/index.js';
 
 type SotwStream = RawStream<DiscoveryRequestObject, DiscoveryResponseObject>;
 
@@ -18,25 +18,6 @@ const EDS = TYPE_URL.clusterLoadAssignment;
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const A = 'outbound|80||a.ns.svc.cluster.local';
 const B = 'outbound|80||b.ns.svc.cluster.local';
-
-/** A one-endpoint assignment whose address encodes `n`, so each version has different bytes. */
-function assignment(n: number): LoadAssignment {
-  return {
-    service: 'ns/x',
-    port: 80,
-    groups: [
-      {
-        locality: { region: 'r1', zone: 'z1', subzone: '' },
-        priority: 0,
-        weight: 1,
-        endpoints: [{ address: `10.0.${Math.floor(n / 250)}.${(n % 250) + 1}`, port: 8080, weight: 1, health: 'HEALTHY', via: { kind: 'direct' } }],
-      },
-    ],
-    scaleFactor: 1,
-    dropped: [],
-    skippedGateways: [],
-  };
-}
 
 /** EDS only; one version counter per cluster name; the set's version is the names' versions joined. */
 class TestProvider implements ResourceProvider {

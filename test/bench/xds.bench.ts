@@ -19,9 +19,12 @@
  *             a Kubernetes source reports them (one service event each), in 20 batches of 50 followed by
  *             registry.flush() + provider.flush(). That is what the provider's 100 ms debounce makes of ~500 changes
  *             per second: every batch is one push round, and a batch touches enough services that nearly every proxy
- *             gets a push each round (SotW sends all 10 of its assignments each time). Each round waits until every
- *             push is ACKed. process.cpuUsage() (user+system, every thread of this process) from the first change to
- *             the last ACK.
+ *             gets a push each round (an EDS push carries the assignments that changed, about half of its 10). Each
+ *             round waits until every push is ACKed. process.cpuUsage() (user+system, every thread of this process)
+ *             from the first change to the last ACK.
+ *   cpu ref   the same 1,000 streams on the bare grpc-js server, which writes every stream, in as many rounds, one
+ *             pre-encoded response of its view holding 5 assignments (what a push carries on average here) and counts
+ *             the ACKs: what grpc-js alone spends to push and hear back as much, next to meshfed's figure.
  *   memory    heap used (after a forced GC when node runs with --expose-gc) with the streams open minus before they
  *             were opened, per stream: the server's side of each stream (grpc-js call, HTTP/2 stream, meshfed's
  *             stream state), plus each connection's share.
@@ -53,6 +56,8 @@ const CPU_STREAMS = 1000;
 const NAMES_PER_PROXY = 10;
 const CHANGES = 1000;
 const CHANGES_PER_FLUSH = 50;
+/** what a push of the cpu measurement carries on average: about half of a proxy's 10 assignments changed per round */
+const REFERENCE_NAMES_PER_PUSH = 5;
 const TARGET_RATIO = 1.3;
 const TARGET_CPU_SECONDS = 1;
 /** every wait below is bounded: a stuck run fails instead of hanging */
@@ -231,6 +236,10 @@ class BareServer {
     });
   }
 
+  streams(): number {
+    return this.#streams.size;
+  }
+
   /** Writes every stream its view's response; returns how many streams it wrote to. */
   pushAll(): number {
     for (const { call, response } of this.#streams) call.write(response);
@@ -359,6 +368,39 @@ async function fanout(fed: Federation, bare: BareServer, clients: ClientsHost, s
   return result;
 }
 
+/** The bare server's CPU for as many push rounds to the same streams (the reference for the cpu figure). */
+async function cpuReference(fed: Federation, bare: BareServer, clients: ClientsHost, rounds: number): Promise<number> {
+  const names = Array.from({ length: REFERENCE_NAMES_PER_PUSH }, (_, j) => edsName(j * 11));
+  const specs = streamSpecs(CPU_STREAMS, () => names);
+  const { method } = adsServiceDefinition();
+  bare.responses.clear();
+  for (const node of NODES) {
+    const identity = nodeIdentity(node);
+    const set = identity && fed.provider.resources(identity, EDS, names);
+    if (!identity || !set) throw new Error('the provider has no EDS for a view');
+    const resources = set.resources.map((r) => ({ type_url: r.typeUrl, value: r.value }));
+    bare.responses.set(viewKey(identity), method.responseSerialize({ version_info: set.version, resources, type_url: EDS, nonce: 'ref' }));
+  }
+  const acks0 = bare.acks;
+  await clients.request({ op: 'open', set: 'cpu-ref', port: bare.port, connections: CONNECTIONS, nodes: NODES, streams: specs }, 'opened');
+  await until(
+    () => bare.streams() >= CPU_STREAMS && bare.acks - acks0 >= CPU_STREAMS,
+    () => `the bare server to hold and hear back from the ${CPU_STREAMS} reference streams (${bare.streams()} open, ${bare.acks - acks0} ACKs)`,
+  );
+  const cpu0 = process.cpuUsage();
+  for (let round = 0; round < rounds; round++) {
+    const before = bare.acks;
+    const written = bare.pushAll();
+    await until(
+      () => bare.acks - before >= written,
+      () => `the bare server to count ${written} ACKs of round ${round} (has ${bare.acks - before})`,
+    );
+  }
+  const cpu = process.cpuUsage(cpu0);
+  await clients.request({ op: 'close', set: 'cpu-ref' }, 'closed');
+  return (cpu.user + cpu.system) / 1e6;
+}
+
 interface CpuResult {
   cpuSeconds: number;
   /** the synchronous part of the rounds: changes into the registry, snapshot, provider rebuilds, pushes encoded and written */
@@ -442,6 +484,7 @@ export async function run(): Promise<void> {
     const fanouts: FanoutResult[] = [];
     for (const streams of FANOUT_STREAMS) fanouts.push(await fanout(fed, bare, clients, streams));
     const cpu = await cpuPerChanges(fed, clients);
+    const cpuRef = await cpuReference(fed, bare, clients, CHANGES / CHANGES_PER_FLUSH);
 
     console.log('');
     for (const f of fanouts) {
@@ -461,6 +504,9 @@ export async function run(): Promise<void> {
     console.log(`  ${perThousand.toFixed(2)} vCPU-s per 1,000 endpoint changes, ${((cpu.cpuSeconds * 1e6) / cpu.pushes).toFixed(0)} µs per push (target <= ${TARGET_CPU_SECONDS} vCPU-s: ${perThousand <= TARGET_CPU_SECONDS ? 'met' : 'NOT met'})`);
     console.log(
       `  of which ${cpu.syncSeconds.toFixed(2)} vCPU-s in the rounds' synchronous part (registry, provider rebuilds, pushes encoded and handed to grpc), ${(cpu.cpuSeconds - cpu.syncSeconds).toFixed(2)} vCPU-s after it (HTTP/2 writes, reading and handling ACKs, GC)`,
+    );
+    console.log(
+      `  reference: the bare grpc-js server, ${CHANGES / CHANGES_PER_FLUSH} rounds of one pre-encoded ${REFERENCE_NAMES_PER_PUSH}-assignment response to each of the same ${fmt(CPU_STREAMS)} streams, ACKs read: ${cpuRef.toFixed(2)} vCPU-s; meshfed = ${(cpu.cpuSeconds / cpuRef).toFixed(2)}× that`,
     );
     if (cpu.responses !== cpu.pushes) console.log(`  (${fmt(cpu.responses - cpu.pushes)} responses were not pushes)`);
     console.log('memory per connected proxy (heap after GC, the server side of a stream and its share of a connection):');

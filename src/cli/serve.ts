@@ -6,6 +6,9 @@ import { checkFederationKubeconfigs, openRegistrations, startManager, type Manag
 import { parseDuration } from '../model/duration.js';
 import { formatLocality } from '../model/locality.js';
 import { DEFAULT_GRACE_MS } from '../registry/registry.js';
+import { startDnsServer, type DnsServer } from '../dns/server.js';
+import { StaticZoneSource, type DnsName } from '../dns/source.js';
+import { DEFAULT_IPV4_CIDR, VipAllocator } from '../dns/vip-allocator.js';
 import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../gateway/embedded.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
@@ -35,6 +38,7 @@ interface ServeOptions {
   config?: string;
   api: string;
   xds: string;
+  dns: string;
   proxylessMtls?: string;
   gateways: boolean;
   grace: string;
@@ -98,6 +102,14 @@ function clusterLines(manager: Manager, federation: LoadedFederation | undefined
   return lines;
 }
 
+/** The DNS names of the federation file's virtual destinations (the hostname and its ports). */
+function dnsNames(federation: LoadedFederation | undefined): DnsName[] {
+  return (federation?.virtualDestinations ?? []).map(({ spec }) => ({
+    hostname: spec.hostname,
+    ports: spec.ports.map((p) => ({ ...(p.name !== undefined ? { name: p.name } : {}), number: p.number, protocol: p.protocol })),
+  }));
+}
+
 /** `meshfed xds dump` for a proxy standing in the first cluster, where it stands. */
 function dumpHint(manager: Manager, serverFlag: string): string[] {
   const first = manager.registry.list()[0];
@@ -112,6 +124,7 @@ export function serveCommand(): Command {
     .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
     .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
     .option('--xds <host:port>', 'where the xDS server (envoy.service.discovery.v3.AggregatedDiscoveryService) listens', '127.0.0.1:15010')
+    .option('--dns <host:port>', "where the DNS server for the virtual destinations' hostnames listens (UDP and TCP)", '127.0.0.1:15053')
     .option('--proxyless-mtls <instance>', "proxyless gRPC clients call over mTLS with the certificates of this certificate provider instance of their bootstrap (e.g. default: a file_watcher with the workload's SVID)")
     .option('--no-gateways', "don't run the built-in east-west gateways of the federation file's static clusters (on their loopback gateway addresses)")
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
@@ -132,6 +145,7 @@ export function serveCommand(): Command {
       const listen = hostPort(opts.caListen, '--ca-listen', '15012');
       const apiListen = hostPort(opts.api, '--api', '8080');
       const xdsListen = hostPort(opts.xds, '--xds', '15010');
+      const dnsListen = hostPort(opts.dns, '--dns', '15053');
       const syncEvery = parseDuration(opts.syncEvery);
       const graceMs = parseDuration(opts.grace);
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
@@ -196,6 +210,21 @@ export function serveCommand(): Command {
           throw error;
         }
       }
+      let dns: DnsServer;
+      try {
+        dns = await startDnsServer({
+          source: new StaticZoneSource(dnsNames(federation)),
+          allocator: new VipAllocator({ stateDir }),
+          addresses: [dnsListen.host],
+          port: dnsListen.port,
+          registry: metrics,
+          logger: log,
+        });
+      } catch (error) {
+        await closeEmbeddedGateways(gateways);
+        await Promise.allSettled([manager.close(), service.close()]);
+        throw error;
+      }
       const sync = setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
@@ -229,6 +258,10 @@ export function serveCommand(): Command {
       if (gateways.length > 0) {
         lines.push(`  gateways       ${gateways.map((g) => `${g.cluster} ${g.handle.host}:${String(g.handle.port)}`).join(', ')} (built in: TLS passthrough by SNI, routes from xDS)`);
       }
+      const vdNames = federation?.virtualDestinations.map((vd) => vd.spec.hostname) ?? [];
+      lines.push(
+        `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
+      );
       lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters and /api/v1/xds/dump with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
@@ -238,7 +271,7 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: DNS, virtual destinations, drills',
+        '  not built yet: xDS for virtual destinations, meshfed vd and explain, drills',
         '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
@@ -260,7 +293,7 @@ export function serveCommand(): Command {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
-          void Promise.allSettled([closeEmbeddedGateways(gateways).then(() => manager.close()), service.close()]).then(() => {
+          void Promise.allSettled([closeEmbeddedGateways(gateways).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });
         };

@@ -90,7 +90,7 @@ describe('charts/meshfed', () => {
     expect(args[0]).toBe('serve');
     const known = cliOptions('serve');
     for (const arg of args.slice(1)) expect(known, arg).toContain(arg.split('=')[0]);
-    expect(args).toEqual(['serve', '--api=0.0.0.0:8080', '--xds=0.0.0.0:15010', '--ca-listen=0.0.0.0:15012', '--state-dir=/var/lib/meshfed', '--no-gateways', '--trust-domain=cluster.local', '--cluster=cluster1', '--grace=60s', '--sync-every=30s']);
+    expect(args).toEqual(['serve', '--api=0.0.0.0:8080', '--xds=0.0.0.0:15010', '--ca-listen=0.0.0.0:15012', '--dns=0.0.0.0:5353', '--state-dir=/var/lib/meshfed', '--no-gateways', '--trust-domain=cluster.local', '--cluster=cluster1', '--grace=60s', '--sync-every=30s']);
     const withFile = container(render('meshfed', VALUE_SETS['a federation file, no DNS Service, LoadBalancer']));
     expect(withFile.args).toContain('--config=/etc/meshfed/federation.yaml');
     expect(withFile.args.filter((a) => a.startsWith('--cluster='))).toEqual([]);

@@ -63,7 +63,7 @@ beforeAll(async () => {
   });
   kubeconfigFile = join(work, 'east.kubeconfig');
   writeFileSync(kubeconfigFile, kube.kubeconfig({ cluster: 'east-9' }), { mode: 0o600 });
-  server = spawn(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'cli.test', '--cluster', 'hub', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], {
+  server = spawn(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'cli.test', '--cluster', 'hub', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], {
     cwd: work,
     env: cleanEnv({ MESHFED_LOG_LEVEL: 'info' }),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,6 +4,7 @@
  * finish, new ones are refused, the process exits 0).
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -113,6 +114,14 @@ beforeAll(async () => {
       '    - name: reviews',
       '      ports: [{ name: tls, port: 9080 }]',
       `      endpoints: [{ address: 127.0.8.1, ports: [{ name: tls, port: ${String(port)} }], serviceAccount: reviews }]`,
+      '---',
+      'apiVersion: meshfed.io/v1alpha1',
+      'kind: VirtualDestination',
+      'metadata: { name: reviews }',
+      'spec:',
+      '  hostname: reviews.global',
+      '  ports: [{ number: 9080, protocol: TLS, name: tls }]',
+      '  backends: [{ namespace: default, name: reviews }]',
       '',
     ].join('\n'),
   );
@@ -121,10 +130,18 @@ beforeAll(async () => {
 describe('meshfed gateway, with routes from a running meshfed serve', { timeout: 120_000 }, () => {
   it("serve runs the static cluster's gateway itself; meshfed gateway passes mTLS through by SNI, reports health, and drains on SIGTERM", async () => {
     const serve = await run(
-      ['serve', '--config', join(work, 'federation.yaml'), '--state-dir', join(work, 'state'), '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--xds', '127.0.0.1:0'],
+      ['serve', '--config', join(work, 'federation.yaml'), '--state-dir', join(work, 'state'), '--api', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0'],
       /Ctrl-C stops/,
     );
     const xdsPort = /xDS {12}127\.0\.0\.1:(\d+)/.exec(serve.output())?.[1] ?? '';
+    // serve's DNS answers the virtual destination's hostname with a virtual IP from 240.240.0.0/16, and its named port
+    const dnsPort = /DNS {12}127\.0\.0\.1:(\d+) \(UDP and TCP\): reviews\.global;/.exec(serve.output())?.[1] ?? '';
+    const resolver = new Resolver();
+    resolver.setServers([`127.0.0.1:${dnsPort}`]);
+    const [vip] = await resolver.resolve4('reviews.global');
+    expect(vip).toMatch(/^240\.240\.\d+\.\d+$/);
+    expect(await resolver.resolveSrv('_tls._tcp.reviews.global')).toEqual([{ name: 'reviews.global', port: 9080, priority: 0, weight: 0 }]);
+    await expect(resolver.resolve4('ratings.global')).rejects.toMatchObject({ code: 'ENOTFOUND' });
     expect(serve.output()).toContain(`gateways       west 127.0.8.254:${String(embeddedPort)} (built in`);
     const viaEmbedded = await through(embeddedPort, '127.0.8.254');
     expect(viaEmbedded.line).toBe('PEER spiffe://cli.test/ns/default/sa/productpage');

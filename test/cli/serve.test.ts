@@ -78,7 +78,7 @@ async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<
 /** What npm start runs, with free ports. */
 // the demo's built-in gateways listen on fixed ports (15443-15445): left out here so a running `npm start` does not
 // collide; test/cli/gateway-cli.test.ts runs serve with them
-const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s', '--no-gateways'];
+const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s', '--no-gateways'];
 
 describe('meshfed serve --demo --config federation/demo.yaml (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {
@@ -89,7 +89,8 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
-    expect(stdout).toContain('not built yet: DNS');
+    expect(stdout).toContain('not built yet: xDS for virtual destinations');
+    expect(stdout).toMatch(/DNS {12}127\.0\.0\.1:\d+ \(UDP and TCP\): no virtual destination yet/);
     expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 
     // a rotation started from another shell reaches the running server: it reloads the state dir and renews its own certificate
@@ -185,14 +186,14 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
   it('refuses to start on a bad federation file or a damaged registrations file, saying which and where', () => {
     const bad = join(work, 'bad.yaml');
     writeFileSync(bad, 'apiVersion: meshfed.io/v1alpha1\nkind: Cluster\nmetadata: { name: a }\nspec: { network: n1, gateways: [{ address: 192.0.2.1, port: 0 }] }\n');
-    const run = spawnSync(process.execPath, [...CLI, 'serve', '--config', bad, '--state-dir', join(work, 'bad-state'), '--trust-domain', 'bad.test', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const run = spawnSync(process.execPath, [...CLI, 'serve', '--config', bad, '--state-dir', join(work, 'bad-state'), '--trust-domain', 'bad.test', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     expect(run.status).toBe(1);
     expect(run.stderr).toContain(`${bad}, document 1 (Cluster a): spec.gateways[0].port: must be 1-65535`);
 
     const stateDir = join(work, 'damaged-state');
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(join(stateDir, 'clusters.json'), '{"registrations": [');
-    const damaged = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'bad.test', '--cluster', 'c1', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const damaged = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'bad.test', '--cluster', 'c1', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     expect(damaged.status).toBe(1);
     expect(damaged.stderr).toContain(`${join(stateDir, 'clusters.json')} is damaged: not valid JSON`);
     expect(readFileSync(join(stateDir, 'clusters.json'), 'utf8')).toBe('{"registrations": [');
@@ -207,7 +208,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     const { port } = blocker.address() as AddressInfo;
     try {
       const stateDir = join(work, 'port-taken');
-      const run = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'port.test', '--cluster', 'c1', '--api', `127.0.0.1:${port}`, '--xds', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+      const run = spawnSync(process.execPath, [...CLI, 'serve', '--state-dir', stateDir, '--trust-domain', 'port.test', '--cluster', 'c1', '--api', `127.0.0.1:${port}`, '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
       expect(run.status).toBe(1);
       expect(run.stderr).toContain(`the API cannot listen on 127.0.0.1:${port}: the address is in use`);
       expect(existsSync(join(stateDir, 'api-token'))).toBe(false);

@@ -117,6 +117,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         logger,
         ...(options.xds.trustDomain !== undefined ? { trustDomain: options.xds.trustDomain } : {}),
         ...(options.xds.proxylessMtls !== undefined ? { proxylessMtls: { certificateProvider: options.xds.proxylessMtls } } : {}),
+        ...(options.federation ? { virtualDestinations: options.federation.virtualDestinations } : {}),
         ...(options.xds.debounceMs !== undefined ? { debounceMs: options.xds.debounceMs } : {}),
         ...(options.xds.maxDelayMs !== undefined ? { maxDelayMs: options.xds.maxDelayMs } : {}),
       })

@@ -5,7 +5,9 @@
  * could not answer it).
  */
 import type { ClusterView, FederatedSnapshot } from '../registry/snapshot.js';
+import type { VirtualDestination } from '../model/virtual-destination.js';
 import { loadAssignment, type LoadAssignment } from './split-horizon.js';
+import { virtualDestinationAssignment } from './virtual-destinations.js';
 
 /** `cluster`'s snapshot alone, keeping only mTLS endpoints; undefined when the cluster is unknown. */
 function ownMtlsEndpoints(snapshot: FederatedSnapshot, cluster: string): FederatedSnapshot | undefined {
@@ -27,4 +29,16 @@ export function gatewayAssignment(snapshot: FederatedSnapshot, cluster: string, 
   if (!own || !view) return { service, port, groups: [], scaleFactor: 1, dropped: [], skippedGateways: [] };
   const { network, region, zone } = view.cluster;
   return loadAssignment(own, { cluster, network, locality: { region, zone } }, service, port);
+}
+
+/**
+ * The assignment the gateway of `cluster` uses for virtual destination `vd` on `port`: the VD's backends in that
+ * cluster only (mTLS endpoints, direct), in the VD's failover tiers as seen from the cluster's own locality.
+ */
+export function gatewayVirtualDestinationAssignment(snapshot: FederatedSnapshot, cluster: string, vd: VirtualDestination, port: number): LoadAssignment {
+  const own = ownMtlsEndpoints(snapshot, cluster);
+  const view = own?.clusters.get(cluster);
+  if (!own || !view) return { service: vd.hostname, port, groups: [], scaleFactor: 1, dropped: [], skippedGateways: [] };
+  const { network, region, zone } = view.cluster;
+  return virtualDestinationAssignment(own, vd, port, { cluster, network, locality: { region, zone } }).assignment;
 }

@@ -16,10 +16,11 @@ export {
   type DropReason,
 } from './split-horizon.js';
 export { federatedCatalog, serviceHost, DEFAULT_DOMAIN_SUFFIX, type Catalog, type CatalogService, type CatalogPort } from './catalog.js';
-export { gatewayAssignment } from './gateway-targets.js';
+export { gatewayAssignment, gatewayVirtualDestinationAssignment } from './gateway-targets.js';
 export { forProxylessClients } from './proxyless.js';
 export {
   virtualDestinationAssignment,
+  virtualDestinationClusters,
   type VirtualDestinationAssignment,
   type GroupPlacement,
   type TierReason,

@@ -324,3 +324,10 @@ export function virtualDestinationAssignment(snapshot: FederatedSnapshot, vd: Vi
     placements: out.map((o) => o.placement),
   };
 }
+
+/** The clusters where a backend of `vd` has endpoints on one of its ports (sorted): where its gateways can take it. */
+export function virtualDestinationClusters(snapshot: FederatedSnapshot, vd: VirtualDestination): string[] {
+  const clusters = new Set<string>();
+  for (const port of vd.ports) for (const c of backendCandidates(snapshot, vd.backends, vdTargetPort(port))) clusters.add(c.cluster);
+  return [...clusters].sort();
+}

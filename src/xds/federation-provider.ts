@@ -21,6 +21,7 @@
  * resources changes (the ADS server encodes each set's response once for every stream it goes to).
  */
 import { hash } from 'node:crypto';
+import type { NamedVirtualDestination, VirtualDestination } from '../model/virtual-destination.js';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import type { FederatedSnapshot, SnapshotChange } from '../registry/snapshot.js';
 import { EMPTY_SNAPSHOT } from '../registry/snapshot.js';
@@ -29,7 +30,10 @@ import {
   federatedCatalog,
   forProxylessClients,
   gatewayAssignment,
+  gatewayVirtualDestinationAssignment,
   loadAssignment,
+  virtualDestinationAssignment,
+  virtualDestinationClusters,
   type Catalog,
   type CatalogService,
   type LoadAssignment,
@@ -79,6 +83,11 @@ export interface FederationXdsOptions {
    * bootstrap (see resources/proxyless-tls.ts). Off when absent: plaintext gRPC.
    */
   proxylessMtls?: { certificateProvider: string };
+  /**
+   * Virtual destinations: their hostnames are served like services' (listeners, routes, clusters
+   * `outbound|PORT||HOSTNAME`, gateway chains), their endpoints from their backends in their failover tiers.
+   */
+  virtualDestinations?: readonly NamedVirtualDestination[];
   logger?: Logger;
 }
 
@@ -159,6 +168,8 @@ export class FederationXds implements ResourceProvider {
   readonly #domainSuffix: string;
   readonly #trustDomain: string | undefined;
   readonly #proxylessMtls: { certificateProvider: string } | undefined;
+  /** catalog key (`vd:NAME`) → virtual destination */
+  readonly #vds: ReadonlyMap<string, VirtualDestination>;
   readonly #listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
@@ -184,8 +195,9 @@ export class FederationXds implements ResourceProvider {
     this.#domainSuffix = options.domainSuffix ?? DEFAULT_DOMAIN_SUFFIX;
     this.#trustDomain = options.trustDomain;
     this.#proxylessMtls = options.proxylessMtls;
+    this.#vds = new Map((options.virtualDestinations ?? []).map(({ name, spec }) => [`${VD_KEY_PREFIX}${name}`, spec]));
     this.#snapshot = feed.snapshot();
-    this.#catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
+    this.#catalog = this.#catalogOf(this.#snapshot);
     this.#catalogJson = catalogJson(this.#catalog);
     this.#clusterSignatures = clusterSignatures(this.#snapshot);
     this.#unsubscribe = feed.subscribe((_snapshot, change) => {
@@ -295,7 +307,11 @@ export class FederationXds implements ResourceProvider {
       return {
         view: `${proxy.network ?? ''}|${node.locality.region}|${node.locality.zone}|${node.locality.subzone}`,
         all: undefined,
-        resolve: (name) => outbound(name, (t) => encodeLoadAssignment(name, shape(loadAssignment(snapshot, proxy, t.service.key, t.port)))),
+        resolve: (name) =>
+          outbound(name, (t) => {
+            const vd = this.#vds.get(t.service.key);
+            return encodeLoadAssignment(name, shape(vd ? virtualDestinationAssignment(snapshot, vd, t.port, proxy).assignment : loadAssignment(snapshot, proxy, t.service.key, t.port)));
+          }),
       };
     };
     switch (kind) {
@@ -384,12 +400,35 @@ export class FederationXds implements ResourceProvider {
           return {
             view: cluster,
             all: undefined,
-            resolve: (name) => gateway(name, (t) => encodeLoadAssignment(name, gatewayAssignment(snapshot, cluster, t.service.key, t.port))),
+            resolve: (name) =>
+              gateway(name, (t) => {
+                const vd = this.#vds.get(t.service.key);
+                return encodeLoadAssignment(name, vd ? gatewayVirtualDestinationAssignment(snapshot, cluster, vd, t.port) : gatewayAssignment(snapshot, cluster, t.service.key, t.port));
+              }),
           };
         }
         return undefined;
       }
     }
+  }
+
+  /** The services of the snapshot and the virtual destinations, as one catalog (VD keys: `vd:NAME`). */
+  #catalogOf(snapshot: FederatedSnapshot): Catalog {
+    const catalog = federatedCatalog(snapshot, this.#domainSuffix);
+    if (this.#vds.size === 0) return catalog;
+    const vds = [...this.#vds].map(
+      ([key, vd]): CatalogService => ({
+        key,
+        namespace: '',
+        name: key.slice(VD_KEY_PREFIX.length),
+        host: vd.hostname,
+        ports: vd.ports.map((p) => ({ port: p.number, name: p.name ?? '' })),
+        clusters: virtualDestinationClusters(snapshot, vd),
+        identities: [],
+      }),
+    );
+    const services = [...catalog.services, ...vds].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+    return { services, byHost: new Map(services.map((s) => [s.host, s])), byKey: new Map(services.map((s) => [s.key, s])) };
   }
 
   #outboundNames(): string[] {
@@ -500,7 +539,7 @@ export class FederationXds implements ResourceProvider {
     if (!pending) return;
     this.#snapshot = this.#feed.snapshot();
     this.#plans.clear();
-    const catalog = federatedCatalog(this.#snapshot, this.#domainSuffix);
+    const catalog = this.#catalogOf(this.#snapshot);
     const json = catalogJson(catalog);
     const catalogChanged = json.size !== this.#catalogJson.size || [...json].some(([key, value]) => this.#catalogJson.get(key) !== value);
     const clusters = clusterSignatures(this.#snapshot);
@@ -520,7 +559,9 @@ export class FederationXds implements ResourceProvider {
       types = ALL_TYPES;
     } else {
       names = new Set();
-      for (const service of pending.services) {
+      // a virtual destination's endpoints come from any service its selectors match: re-checked on every change
+      const vdKeys = [...this.#byService.keys()].filter((key) => key.startsWith(VD_KEY_PREFIX));
+      for (const service of [...pending.services, ...vdKeys]) {
         for (const entry of this.#byService.get(service) ?? []) {
           names.add(entry.resource.name);
           entry.stale = true;
@@ -556,6 +597,8 @@ interface Plan {
 }
 
 const GATEWAY_LISTENER = gatewayListenerName();
+/** Catalog keys of virtual destinations (service keys are `namespace/name`, so they cannot collide). */
+const VD_KEY_PREFIX = 'vd:';
 
 /** What of a cluster, beyond its services, shapes what proxies see: network, locality, state, gateways. */
 function clusterSignatures(snapshot: FederatedSnapshot): Map<string, string> {

@@ -11,6 +11,7 @@ import { StaticSource } from '../../src/registry/static-source.js';
 import type { NodeIdentity } from '../../src/xds/ads-server.js';
 import { xdsDump } from '../../src/xds/dump.js';
 import { MESSAGE_NAME, TYPE_URL, decodeToObject, envoyType } from '../../src/xds/envoy-protos.js';
+import { virtualDestinationSchema } from '../../src/model/virtual-destination.js';
 import { FederationXds, proxyKind } from '../../src/xds/federation-provider.js';
 import { decodeClusterLoadAssignment } from '../../src/xds/resources/endpoints.js';
 import { decodeGatewayListener, gatewayListenerChains } from '../../src/xds/resources/gateway-listener.js';
@@ -234,6 +235,21 @@ describe('gateways and sidecars', () => {
     // ratings does not run in c2: the gateway has no cluster for it
     expect(eds?.resources.map((r) => r.name)).toEqual([`outbound_.9080_._.${REVIEWS}`]);
     expect(endpointsOf(eds?.resources[0]?.value ?? new Uint8Array())).toEqual(['0:10.2.0.1:9080']);
+  });
+
+  it("a virtual destination's hostname is served like a service's, and its gateway chains lead to the local backends only", () => {
+    const vd = virtualDestinationSchema.parse({ hostname: 'reviews.global', ports: [{ number: 9080, protocol: 'GRPC' }], backends: [{ namespace: 'ns', name: 'reviews' }] });
+    const { provider } = federation({ virtualDestinations: [{ name: 'reviews', spec: vd }] });
+    const client = node('a');
+    expect(provider.resources(client, TYPE_URL.listener, ['reviews.global'])?.resources.map((r) => r.name)).toEqual(['reviews.global']);
+    const eds = provider.resources(client, TYPE_URL.clusterLoadAssignment, ['outbound|9080||reviews.global']);
+    // the backends of both clusters, c2's through its gateway, in the VD's locality tiers
+    expect(endpointsOf(eds?.resources[0]?.value ?? new Uint8Array())).toEqual(['0:10.1.0.1:9080', '0:10.1.0.2:9080', '1:192.0.2.2:15443']);
+    const gw = node('router~192.0.2.2~gw.istio-system~cluster.local', { cluster: 'c2', network: 'n2', generator: undefined });
+    const chains = gatewayListenerChains(decodeGatewayListener(provider.resources(gw, TYPE_URL.listener, [])?.resources[0]?.value ?? new Uint8Array()));
+    expect(chains).toContainEqual({ serverNames: ['outbound_.9080_._.reviews.global', 'reviews.global'], cluster: 'outbound_.9080_._.reviews.global' });
+    const local = provider.resources(gw, TYPE_URL.clusterLoadAssignment, ['outbound_.9080_._.reviews.global']);
+    expect(endpointsOf(local?.resources[0]?.value ?? new Uint8Array())).toEqual(['0:10.2.0.1:9080']);
   });
 
   it('a gateway of a cluster without services gets no listener (Envoy refuses one without filter chains)', () => {

@@ -6,7 +6,7 @@ import type { Logger } from '../logging.js';
 import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistrationStore } from '../store/registrations.js';
-import type { ResourceProvider } from '../xds/ads-server.js';
+import type { FederationXds } from '../xds/federation-provider.js';
 import { bearerAuth } from './auth.js';
 import { clustersRouter } from './clusters.js';
 import { ApiError, sendError } from './errors.js';
@@ -34,8 +34,8 @@ export interface ApiServerOptions {
   metrics?: PromRegistry;
   /** default 512 KiB */
   bodyLimitBytes?: number;
-  /** the xDS server's resources, for GET /api/v1/xds/dump */
-  xds?: ResourceProvider;
+  /** the xDS server's resources, for GET /api/v1/xds/dump and /api/v1/explain */
+  xds?: FederationXds;
 }
 
 export interface RunningApi {

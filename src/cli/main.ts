@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { caCommand } from './ca.js';
 import { clusterCommand } from './cluster.js';
+import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
@@ -17,7 +18,8 @@ function program(): Command {
     .addCommand(clusterCommand())
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
-    .addCommand(xdsCommand());
+    .addCommand(xdsCommand())
+    .addCommand(explainCommand());
 }
 
 function exitOverrideAll(command: Command): void {

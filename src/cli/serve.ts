@@ -271,7 +271,7 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: meshfed vd and explain, the virtual destinations API, drills',
+        '  not built yet: meshfed vd and the virtual destinations API, drills',
         '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),

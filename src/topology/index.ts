@@ -1,5 +1,5 @@
 /** The federated view: pure functions from the snapshot and the asking proxy to what that proxy should see. */
-export { localityPriority, compareLocality, type LocalityPriority } from './priority.js';
+export { localityPriority, localityReason, compareLocality, type LocalityPriority, type LocalityReason } from './priority.js';
 export { indexGateways, gatewaysFor, lcm, type GatewayIndex, type NetworkGateway, type SkippedGateway } from './gateways.js';
 export {
   loadAssignment,

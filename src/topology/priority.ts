@@ -30,3 +30,12 @@ export const localityKey = (l: Locality): string => `${l.region}\u0000${l.zone}\
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The locality rule behind a priority, in words (for `explain`): what localityPriority's tiers mean. */
+export type LocalityReason = 'same-zone' | 'same-region' | 'other-region' | 'unordered';
+
+export function localityReason(proxy: Partial<Locality>, endpoint: Partial<Locality>): LocalityReason {
+  if ((proxy.region ?? '') === '') return 'unordered';
+  const raw = localityPriority(proxy, endpoint);
+  return raw <= 1 ? 'same-zone' : raw === 2 ? 'same-region' : 'other-region';
+}

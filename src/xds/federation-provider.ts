@@ -32,11 +32,13 @@ import {
   gatewayAssignment,
   gatewayVirtualDestinationAssignment,
   loadAssignment,
+  localityReason,
   virtualDestinationAssignment,
   virtualDestinationClusters,
   type Catalog,
   type CatalogService,
   type LoadAssignment,
+  type PlacementReason,
   type ProxyView,
 } from '../topology/index.js';
 import type { EncodedResource, NodeIdentity, ResourceProvider, ResourceSet } from './ads-server.js';
@@ -89,6 +91,20 @@ export interface FederationXdsOptions {
    */
   virtualDestinations?: readonly NamedVirtualDestination[];
   logger?: Logger;
+}
+
+/** Why a proxy gets what it gets for one host and port (FederationXds.explain). */
+export interface Explanation {
+  kind: 'service' | 'virtual-destination';
+  /** namespace/name of a service, the name of a virtual destination */
+  name: string;
+  host: string;
+  port: number;
+  /** the EDS cluster name, `outbound|PORT||HOST` */
+  cluster: string;
+  assignment: LoadAssignment;
+  /** per group of `assignment`: the rule that put it in its priority */
+  reasons: PlacementReason[];
 }
 
 /** What a push announced: its types, and when the oldest change it carries was seen. */
@@ -289,6 +305,29 @@ export class FederationXds implements ResourceProvider {
       if (resource) out.push(resource);
     }
     return out;
+  }
+
+  /**
+   * What `node` is sent for `host` (a service's or a virtual destination's; `port` may be left out when it has one)
+   * and why: the same topology functions its EDS is built from, before the proxyless locality split. Undefined when
+   * the host names nothing here.
+   */
+  explain(node: NodeIdentity, host: string, port?: number): Explanation | undefined {
+    const entry = this.#catalog.byHost.get(host);
+    const chosen = port ?? (entry?.ports.length === 1 ? entry.ports[0]?.port : undefined);
+    if (!entry || chosen === undefined || !entry.ports.some((p) => p.port === chosen)) return undefined;
+    const proxy: ProxyView = { locality: node.locality };
+    if (node.network !== undefined) proxy.network = node.network;
+    if (node.cluster !== undefined) proxy.cluster = node.cluster;
+    const vd = this.#vds.get(entry.key);
+    const cluster = outboundClusterName(entry.host, chosen);
+    if (vd) {
+      const { assignment, placements } = virtualDestinationAssignment(this.#snapshot, vd, chosen, proxy);
+      return { kind: 'virtual-destination', name: entry.name, host, port: chosen, cluster, assignment, reasons: placements.map((p) => p.reason) };
+    }
+    const assignment = loadAssignment(this.#snapshot, proxy, entry.key, chosen);
+    const reasons = assignment.groups.map((g) => localityReason(node.locality, g.locality));
+    return { kind: 'service', name: entry.key, host, port: chosen, cluster, assignment, reasons };
   }
 
   // ---- what to build for whom -----------------------------------------------------------------

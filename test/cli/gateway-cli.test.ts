@@ -3,9 +3,9 @@
  * xDS, passes mTLS through by SNI, reports health on its admin port, and drains on SIGTERM (connections in flight
  * finish, new ones are refused, the process exits 0).
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +142,28 @@ describe('meshfed gateway, with routes from a running meshfed serve', { timeout:
     expect(vip).toMatch(/^240\.240\.\d+\.\d+$/);
     expect(await resolver.resolveSrv('_tls._tcp.reviews.global')).toEqual([{ name: 'reviews.global', port: 9080, priority: 0, weight: 0 }]);
     await expect(resolver.resolve4('ratings.global')).rejects.toMatchObject({ code: 'ENOTFOUND' });
+
+    // explain: what a client in west sees for reviews.global, and why; the same endpoints the xDS dump sends
+    const api = /API {12}(http:\/\/127\.0\.0\.1:\d+)/.exec(serve.output())?.[1] ?? '';
+    const token = readFileSync(join(work, 'state', 'api-token'), 'utf8').trim();
+    const cli = (...args: string[]) => spawnSync(process.execPath, [...MESHFED_CLI, ...args, '--server', api], { encoding: 'utf8', env: cleanEnv({ MESHFED_API_TOKEN: token }), timeout: 60_000 });
+    const explained = cli('explain', '--from', 'west', 'reviews.global', '-o', 'json');
+    expect(explained.stderr).toBe('');
+    const explanation = JSON.parse(explained.stdout) as { kind: string; groups: { priority: number; reason: string; endpoints: { address: string; port: number; health: string; via: string }[] }[] };
+    expect(explanation.kind).toBe('virtual-destination');
+    expect(explanation.groups.map((g) => g.reason)).toEqual(['unordered']);
+    expect(explanation.groups[0]?.endpoints.map((e) => [e.address, e.health, e.via])).toEqual([['127.0.8.1', 'HEALTHY', 'direct']]);
+    const dumped = cli('xds', 'dump', '--node-cluster', 'west', '--network', 'net-west');
+    const dump = JSON.parse(dumped.stdout) as { endpoints: { resources: { cluster_name: string; endpoints?: { lb_endpoints: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[] }[] } };
+    const sent = dump.endpoints.resources.find((r) => r.cluster_name === 'outbound|9080||reviews.global');
+    const sentEndpoints = (sent?.endpoints ?? []).flatMap((g) => g.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${String(e.endpoint.address.socket_address.port_value)}`));
+    expect(sentEndpoints).toEqual(explanation.groups.flatMap((g) => g.endpoints.map((e) => `${e.address}:${String(e.port)}`)));
+    const table = cli('explain', '--from', 'west', 'reviews.global');
+    expect(table.stdout).toMatch(/^reviews\.global:9080 \(virtual destination reviews\) as a client in west \(network net-west\) sees it:/);
+    expect(table.stdout).toMatch(/0 +- +\d+ +unordered +127\.0\.8\.1:\d+ +\d+ +HEALTHY +direct/);
+    const unknown = cli('explain', '--from', 'west', 'nothing.global');
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toContain('names no service or virtual destination');
     expect(serve.output()).toContain(`gateways       west 127.0.8.254:${String(embeddedPort)} (built in`);
     const viaEmbedded = await through(embeddedPort, '127.0.8.254');
     expect(viaEmbedded.line).toBe('PEER spiffe://cli.test/ns/default/sa/productpage');

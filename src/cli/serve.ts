@@ -262,7 +262,7 @@ export function serveCommand(): Command {
       lines.push(
         `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
       );
-      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters and /api/v1/xds/dump with a bearer token; /healthz, /readyz and /metrics are open)`);
+      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
       } else {

@@ -20,6 +20,7 @@ import { TrustAuthority } from '../../src/trust/authority.js';
 import { createCsr, parseCsr } from '../../src/trust/csr.js';
 import { keyKind, parsePrivateKeyPem, spkiDer } from '../../src/trust/keys.js';
 import { issuerInfo, LeafIssuer, parseCertificates } from '../../src/trust/x509.js';
+import { median } from './measure.js';
 
 const TRUST_DOMAIN = 'bench.test';
 const CLUSTER = 'east-1';
@@ -61,11 +62,6 @@ function measure(op: (i: number) => number, limit: { ops: number; ms: number }):
   }
   return { ops, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-};
 
 const fmtRate = (rate: number): string => Math.round(rate).toLocaleString('en-US');
 const pct = (fraction: number): string => `${(fraction * 100).toFixed(1)}%`;

@@ -46,6 +46,8 @@ import { StaticZoneSource, type DnsName } from '../../src/dns/source.js';
 import { VipAllocator, type Vips } from '../../src/dns/vip-allocator.js';
 import { buildZoneIndex } from '../../src/dns/zone.js';
 import type { LoadJob, LoadResult } from './dns-load.js';
+import { Prng } from '../prng.js';
+import { median } from './measure.js';
 
 const NAMES = 1000;
 const QUERY_COUNT = 10_000;
@@ -74,8 +76,6 @@ interface Round {
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
-
 function which(command: string, extraDirs: string[] = []): string | undefined {
   for (const dir of [...(process.env.PATH ?? '').split(delimiter), ...extraDirs]) {
     try {
@@ -88,20 +88,9 @@ function which(command: string, extraDirs: string[] = []): string | undefined {
   return undefined;
 }
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function makeQueries(): { name: string; type: 'A' | 'AAAA' | 'SRV' }[] {
-  const random = prng(6);
+  const prng = new Prng(6);
+  const random = (): number => prng.next();
   return Array.from({ length: QUERY_COUNT }, () => {
     const n = Math.floor(random() * NAMES);
     const kind = random();

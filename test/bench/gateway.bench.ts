@@ -63,6 +63,7 @@ import { HEALTH_STATUS } from '../../src/xds/envoy-protos.js';
 import type { ClusterLoadAssignmentObject } from '../../src/xds/resources/endpoints.js';
 import type { ClientsReply, ClientsRequest } from './gateway-clients.js';
 import type { EndpointsReply, EndpointsRequest } from './gateway-endpoints.js';
+import { median } from './measure.js';
 
 const SNI = 'outbound_.9080_._.echo.bench.svc.cluster.local';
 const CLUSTER = SNI;
@@ -354,7 +355,6 @@ const cpuOfThisProcess = (): number => {
   return (usage.user + usage.system) / 1e6;
 };
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 /** nearest rank */
 const percentile = (values: number[], p: number): number => [...values].sort((a, b) => a - b)[Math.max(Math.ceil(p * values.length) - 1, 0)] ?? 0;
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');

@@ -23,6 +23,7 @@ import { DiscoveryV1Api, KubeConfig, makeInformer } from '@kubernetes/client-nod
 import { clusterSchema } from '../../src/model/cluster.js';
 import { KubeSource } from '../../src/registry/kube/kube-source.js';
 import { Registry } from '../../src/registry/registry.js';
+import { heapMb, median, until as untilWithin } from './measure.js';
 
 const CLUSTERS = ['east-1', 'east-2', 'west-1'];
 const SERVICES = 1000;
@@ -33,6 +34,8 @@ const TARGET_RATIO = 0.5;
 const RELIST_TARGET_MS = 1000;
 /** every wait below is bounded: a stuck run fails instead of hanging */
 const WAIT_LIMIT_MS = 120_000;
+/** every wait below is bounded by WAIT_LIMIT_MS */
+const until = (condition: () => boolean, what: string | (() => string)): Promise<void> => untilWithin(condition, what, WAIT_LIMIT_MS);
 
 type HostReply = { op: 'started'; kubeconfigs: Record<string, string> } | { op: 'churned'; sample: string[] } | { op: 'relisting' } | { op: 'released' };
 
@@ -52,22 +55,6 @@ function request(host: ChildProcess, message: object, reply: HostReply['op']): P
   });
 }
 
-/** Polls every 5 ms: often enough to add little to what is measured, rarely enough to take no CPU from it. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_LIMIT_MS;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 5));
-  }
-}
-
-function heapMb(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
-  return process.memoryUsage().heapUsed / 1024 / 1024;
-}
-
 const eventsProcessed = (registry: Registry): number => registry.list().reduce((sum, status) => sum + status.events, 0);
 
 function endpointCount(registry: Registry, cluster: string): number {
@@ -82,7 +69,6 @@ function readyEndpointCount(registry: Registry, cluster: string): number {
   return n;
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 /** The same churn, consumed by client-node's own informers for EndpointSlices with handlers that do nothing. */

@@ -44,6 +44,7 @@ import { nodeIdentity, startAdsServer, type AdsServerHandle, type NodeIdentity }
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
 import { FederationXds } from '../../src/xds/federation-provider.js';
 import type { ClientsHostReply, ClientsHostRequest, StreamSpec } from './xds-clients-host.js';
+import { heapMb, median, until as untilWithin } from './measure.js';
 
 const EDS = TYPE_URL.clusterLoadAssignment;
 const SERVICES = 100;
@@ -62,6 +63,8 @@ const TARGET_RATIO = 1.3;
 const TARGET_CPU_SECONDS = 1;
 /** every wait below is bounded: a stuck run fails instead of hanging */
 const WAIT_LIMIT_MS = 120_000;
+/** every wait below is bounded by WAIT_LIMIT_MS */
+const until = (condition: () => boolean, what: string | (() => string)): Promise<void> => untilWithin(condition, what, WAIT_LIMIT_MS);
 
 const CLUSTERS = [1, 2, 3].map((n) => ({ name: `c${n}`, network: `net-${n}`, region: `region-${n}`, zones: [`zone-${n}a`, `zone-${n}b`], gateway: `192.0.2.${n}` }));
 const VIEWS = CLUSTERS.flatMap((c) => c.zones.map((zone) => ({ cluster: c.name, network: c.network, region: c.region, zone })));
@@ -251,23 +254,6 @@ class BareServer {
   }
 }
 
-/** Polls every 5 ms: often enough to add little to what is measured, rarely enough to take no CPU from it. */
-async function until(condition: () => boolean, what: () => string): Promise<void> {
-  const deadline = Date.now() + WAIT_LIMIT_MS;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
-    await new Promise((done) => setTimeout(done, 5));
-  }
-}
-
-function heapMb(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
-  return process.memoryUsage().heapUsed / 1024 / 1024;
-}
-
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 const ms = (values: number[]): string => `median ${median(values).toFixed(1)} ms, min ${Math.min(...values).toFixed(1)} ms`;
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

@@ -15,6 +15,7 @@ import { StaticZoneSource, type DnsName } from '../../src/dns/source.js';
 import { VipAllocator } from '../../src/dns/vip-allocator.js';
 import { buildZoneIndex } from '../../src/dns/zone.js';
 import { query, udpQuery } from './helpers.js';
+import { Prng } from '../prng.js';
 
 const PACKETS = 100_000;
 const BATCH = 50;
@@ -22,18 +23,6 @@ const BATCH = 50;
 const BATCH_WAIT_MS = 100;
 const TIME_LIMIT_MS = 90_000;
 const SEED = Number(process.env.MESHFED_FUZZ_SEED ?? 20260601);
-
-/** mulberry32: small, fast, good enough to pick bytes */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES: DnsName[] = Array.from({ length: 20 }, (_, i) => ({ hostname: `svc-${i}.global`, ports: [{ name: 'http', number: 8000 + i, protocol: 'HTTP' }] }));
 
@@ -49,7 +38,8 @@ const SEEDS = [
 ];
 
 function generator(seed: number): () => Buffer {
-  const random = prng(seed);
+  const prng = new Prng(seed);
+  const random = (): number => prng.next();
   const int = (n: number): number => Math.floor(random() * n);
   return () => {
     const kind = random();

@@ -12,7 +12,6 @@ import {
   handshakeOf,
   helloBody,
   inRecords,
-  Prng,
   serverNameExtension,
   SUPPORTED_VERSIONS_EXTENSION,
   toHex,
@@ -23,6 +22,7 @@ import {
   vec8,
   type Extension,
 } from './hello-bytes.js';
+import { Prng } from '../prng.js';
 import { nodeClientHello, opensslClientHello } from './hello-capture.js';
 
 const ISTIO_SNI = 'outbound_.9080_._.reviews.default.svc.cluster.local';

@@ -21,7 +21,8 @@ import { Registry } from '../../src/registry/registry.js';
 import { StaticSource } from '../../src/registry/static-source.js';
 import { peerUri, workloadIdentity, type WorkloadIdentity } from '../../src/sim/trust-demo.js';
 import { TrustAuthority } from '../../src/trust/authority.js';
-import { clientHello, Prng } from './hello-bytes.js';
+import { Prng } from '../prng.js';
+import { clientHello } from './hello-bytes.js';
 import { startAdsServer, type AdsServerHandle } from '../../src/xds/ads-server.js';
 import { FederationXds } from '../../src/xds/federation-provider.js';
 

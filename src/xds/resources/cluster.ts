@@ -26,8 +26,16 @@
  * Objects are in the form described in ../envoy-protos.ts.
  */
 import { MESSAGE_NAME, TYPE_URL, assertEncodable, envoyType, resourceCodec } from '../envoy-protos.js';
-import { adsConfigSource, API_VERSION_V3, type AdsConfigSourceObject } from './listener.js';
-import { TLS_TRANSPORT_SOCKET_NAME, type TransportSocketObject } from './sidecar-cluster.js';
+import { adsConfigSource, API_VERSION_V3, type AdsConfigSourceObject, type NestedAnyObject } from './listener.js';
+
+/** The transport socket name Envoy registers the TLS socket under. */
+export const TLS_TRANSPORT_SOCKET_NAME = 'envoy.transport_sockets.tls';
+
+/** envoy.config.core.v3.TransportSocket: a TLS socket's UpstreamTlsContext (sidecar-cluster.ts, proxyless-tls.ts). */
+export interface TransportSocketObject {
+  name: string;
+  typed_config: NestedAnyObject;
+}
 
 /** envoy.config.cluster.v3.Cluster.DiscoveryType.EDS (checked against the protos in the tests). */
 export const DISCOVERY_TYPE_EDS = 3;

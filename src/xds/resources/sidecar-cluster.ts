@@ -40,7 +40,11 @@ import {
   type DurationObject,
   type OutlierDetectionObject,
   type OutlierDetectionOptions,
+  TLS_TRANSPORT_SOCKET_NAME,
+  type TransportSocketObject,
 } from './cluster.js';
+
+export { TLS_TRANSPORT_SOCKET_NAME, type TransportSocketObject };
 import { API_VERSION_V3, adsConfigSource, decodeNestedAny, nestedAny, type AdsConfigSourceObject, type NestedAnyObject } from './listener.js';
 
 /** envoy.config.cluster.v3.Cluster.LbPolicy.LEAST_REQUEST (ROUND_ROBIN is 0; both checked in the tests). */
@@ -50,8 +54,6 @@ export const SAN_TYPE_URI = 3;
 /** envoy.config.core.v3.ApiConfigSource.ApiType.GRPC (checked in the tests). */
 export const API_TYPE_GRPC = 2;
 
-/** The transport socket name Envoy registers the TLS socket under. */
-export const TLS_TRANSPORT_SOCKET_NAME = 'envoy.transport_sockets.tls';
 /** The bootstrap cluster through which Istio's agent serves SDS. */
 export const SDS_CLUSTER_NAME = 'sds-grpc';
 /** The SDS secret holding the workload certificate chain and key. */
@@ -100,11 +102,6 @@ export interface CommonTlsContextObject {
 export interface UpstreamTlsContextObject {
   common_tls_context: CommonTlsContextObject;
   sni: string;
-}
-
-export interface TransportSocketObject {
-  name: string;
-  typed_config: NestedAnyObject;
 }
 
 /** An Envoy EDS cluster without TLS (the shape shared with the gateway's clusters, gateway-listener.ts). */

@@ -5,8 +5,11 @@ import { loadSafeKubeconfig } from '../registry/kube/kubeconfig.js';
 import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
 import { Registry } from '../registry/registry.js';
 import { createSource } from '../registry/sources.js';
+import { StaticSource } from '../registry/static-source.js';
 import type { LoadedFederation } from '../store/federation.js';
 import { ensureStateDir, RegistrationStore } from '../store/registrations.js';
+import { VirtualDestinations } from '../store/virtual-destinations.js';
+import { VipAllocator } from '../dns/vip-allocator.js';
 import { startAdsServer, type AdsServerHandle } from '../xds/ads-server.js';
 import { FederationXds } from '../xds/federation-provider.js';
 import { XdsMetrics } from '../xds/metrics.js';
@@ -34,6 +37,10 @@ export interface ManagerOptions {
   store?: RegistrationStore;
   /** where the xDS (ADS) server listens; no xDS server when absent */
   xds?: XdsOptions;
+  /** the virtual destinations, if the caller opened them already (default: the federation file's and the state dir's) */
+  virtualDestinations?: VirtualDestinations;
+  /** the VIPs of virtual destinations' hostnames, if the caller opened them already (default: the state dir's) */
+  vips?: VipAllocator;
 }
 
 export interface XdsOptions {
@@ -60,10 +67,16 @@ export interface Manager {
   readonly api: RunningApi;
   /** the xDS server, when asked for */
   readonly xds?: RunningXds;
+  /** the federation file's virtual destinations and those applied through the API */
+  readonly virtualDestinations: VirtualDestinations;
+  /** the VIPs meshfed's DNS gives their hostnames */
+  readonly vips: VipAllocator;
   /** clusters defined by the federation file */
   readonly fileClusters: ReadonlySet<string>;
   /** registrations the federation file overrides in this run */
   readonly shadowed: readonly string[];
+  /** the sources of the federation file's static clusters, by cluster name: the embedded federation reports its workloads' readiness through them */
+  readonly staticSources: ReadonlyMap<string, StaticSource>;
   close(): Promise<void>;
 }
 
@@ -104,6 +117,8 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const fileClusters = options.federation?.clusters ?? [];
   if (options.federation) checkFederationKubeconfigs(options.federation, safety);
   const store = options.store ?? openRegistrations(options.stateDir);
+  const virtualDestinations = options.virtualDestinations ?? VirtualDestinations.open(options.stateDir, options.federation?.virtualDestinations);
+  const vips = options.vips ?? new VipAllocator({ stateDir: options.stateDir });
   const registry = new Registry({
     logger,
     ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
@@ -117,7 +132,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         logger,
         ...(options.xds.trustDomain !== undefined ? { trustDomain: options.xds.trustDomain } : {}),
         ...(options.xds.proxylessMtls !== undefined ? { proxylessMtls: { certificateProvider: options.xds.proxylessMtls } } : {}),
-        ...(options.federation ? { virtualDestinations: options.federation.virtualDestinations } : {}),
+        virtualDestinations: virtualDestinations.list(),
         ...(options.xds.debounceMs !== undefined ? { debounceMs: options.xds.debounceMs } : {}),
         ...(options.xds.maxDelayMs !== undefined ? { maxDelayMs: options.xds.maxDelayMs } : {}),
       })
@@ -134,7 +149,12 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     ...(options.federation ? { fileName: options.federation.path } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(provider ? { xds: provider } : {}),
+    virtualDestinations,
+    vips: (hostname) => vips.vipsOf(hostname),
   });
+  const unsubscribeVds = provider ? virtualDestinations.subscribe(() => {
+        provider.setVirtualDestinations(virtualDestinations.list());
+      }) : undefined;
   // the API comes up first, so /healthz answers and /readyz says 503 while the clusters load
   let api: RunningApi;
   let xds: RunningXds | undefined;
@@ -150,11 +170,17 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       }
     }
   } catch (error) {
+    unsubscribeVds?.();
     provider?.close();
     await registry.close();
     throw error;
   }
-  for (const { cluster, services } of fileClusters) registry.add(cluster, createSource(cluster, services, { logger, kube }));
+  const staticSources = new Map<string, StaticSource>();
+  for (const { cluster, services } of fileClusters) {
+    const source = createSource(cluster, services, { logger, kube });
+    if (source instanceof StaticSource) staticSources.set(cluster.name, source);
+    registry.add(cluster, source);
+  }
   const shadowed: string[] = [];
   for (const { cluster } of store.list()) {
     if (fileNames.has(cluster.name)) {
@@ -163,6 +189,9 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       continue;
     }
     registry.add(cluster, createSource(cluster, undefined, { logger, kube }));
+  }
+  for (const vd of virtualDestinations.shadowed()) {
+    logger.warn({ virtualDestination: vd.name, file: options.federation?.path }, 'virtual destination applied through the API, but the federation file takes its name or hostname: the file wins for this run');
   }
   // what was just loaded is served at once, not after the debounce windows
   registry.flush();
@@ -178,8 +207,12 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     ...(xds ? { xds } : {}),
     fileClusters: fileNames,
     shadowed,
+    staticSources,
+    virtualDestinations,
+    vips,
     async close() {
       server.markNotReady();
+      unsubscribeVds?.();
       await xds?.server.close();
       provider?.close();
       await api.close();

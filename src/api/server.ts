@@ -5,11 +5,14 @@ import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../logging.js';
 import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
 import type { Registry } from '../registry/registry.js';
+import type { Vips } from '../dns/vip-allocator.js';
 import type { RegistrationStore } from '../store/registrations.js';
+import type { VirtualDestinations } from '../store/virtual-destinations.js';
 import type { FederationXds } from '../xds/federation-provider.js';
 import { bearerAuth } from './auth.js';
 import { clustersRouter } from './clusters.js';
 import { ApiError, sendError } from './errors.js';
+import { virtualDestinationsRouter } from './virtual-destinations.js';
 import { xdsRouter } from './xds.js';
 
 export const DEFAULT_BODY_LIMIT_BYTES = 512 * 1024;
@@ -36,6 +39,10 @@ export interface ApiServerOptions {
   bodyLimitBytes?: number;
   /** the xDS server's resources, for GET /api/v1/xds/dump and /api/v1/explain */
   xds?: FederationXds;
+  /** the federation's virtual destinations, for /api/v1/virtualdestinations */
+  virtualDestinations?: VirtualDestinations;
+  /** the VIPs meshfed's DNS gives virtual destinations' hostnames */
+  vips?: (hostname: string) => Vips | undefined;
 }
 
 export interface RunningApi {
@@ -131,6 +138,18 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       bodyLimitBytes: limit,
     }),
   );
+  if (options.virtualDestinations) {
+    v1.use(
+      virtualDestinationsRouter({
+        virtualDestinations: options.virtualDestinations,
+        snapshot: () => registry.snapshot(),
+        ...(options.vips ? { vips: options.vips } : {}),
+        logger,
+        ...(options.fileName !== undefined ? { fileName: options.fileName } : {}),
+        bodyLimitBytes: limit,
+      }),
+    );
+  }
   if (options.xds) v1.use(xdsRouter(options.xds));
   v1.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));

@@ -7,6 +7,7 @@ import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
+import { vdCommand } from './vd.js';
 import { xdsCommand } from './xds.js';
 
 function program(): Command {
@@ -16,6 +17,7 @@ function program(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(caCommand())
     .addCommand(clusterCommand())
+    .addCommand(vdCommand())
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
     .addCommand(xdsCommand())

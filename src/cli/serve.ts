@@ -13,6 +13,8 @@ import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } fr
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
 import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
+import { VirtualDestinations } from '../store/virtual-destinations.js';
+import type { NamedVirtualDestination } from '../model/virtual-destination.js';
 import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
 import { StateDir } from '../trust/state-dir.js';
@@ -102,9 +104,9 @@ function clusterLines(manager: Manager, federation: LoadedFederation | undefined
   return lines;
 }
 
-/** The DNS names of the federation file's virtual destinations (the hostname and its ports). */
-function dnsNames(federation: LoadedFederation | undefined): DnsName[] {
-  return (federation?.virtualDestinations ?? []).map(({ spec }) => ({
+/** The DNS names of the virtual destinations (the hostname and its ports). */
+function dnsNames(vds: readonly NamedVirtualDestination[]): DnsName[] {
+  return vds.map(({ spec }) => ({
     hostname: spec.hostname,
     ports: spec.ports.map((p) => ({ ...(p.name !== undefined ? { name: p.name } : {}), number: p.number, protocol: p.protocol })),
   }));
@@ -153,6 +155,8 @@ export function serveCommand(): Command {
       // every input is checked before anything is created: a bad file or a damaged state dir changes nothing
       if (federation) checkFederationKubeconfigs(federation, safety);
       const store = openRegistrations(stateDir);
+      const virtualDestinations = VirtualDestinations.open(stateDir, federation?.virtualDestinations);
+      const vips = new VipAllocator({ stateDir });
 
       const trustDomain = opts.trustDomain ?? federation?.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
       const trustDomainFrom = opts.trustDomain ? '--trust-domain' : federation?.trustDomain ? federation.path : '--demo';
@@ -188,6 +192,8 @@ export function serveCommand(): Command {
           ...safety,
           metrics,
           store,
+          virtualDestinations,
+          vips,
           xds: { ...xdsListen, trustDomain: authority.trustDomain, ...(opts.proxylessMtls !== undefined ? { proxylessMtls: opts.proxylessMtls } : {}) },
         });
       } catch (error) {
@@ -211,16 +217,21 @@ export function serveCommand(): Command {
         }
       }
       let dns: DnsServer;
+      const zone = new StaticZoneSource(dnsNames(virtualDestinations.list()));
+      const unsubscribeZone = virtualDestinations.subscribe(() => {
+        zone.set(dnsNames(virtualDestinations.list()));
+      });
       try {
         dns = await startDnsServer({
-          source: new StaticZoneSource(dnsNames(federation)),
-          allocator: new VipAllocator({ stateDir }),
+          source: zone,
+          allocator: vips,
           addresses: [dnsListen.host],
           port: dnsListen.port,
           registry: metrics,
           logger: log,
         });
       } catch (error) {
+        unsubscribeZone();
         await closeEmbeddedGateways(gateways);
         await Promise.allSettled([manager.close(), service.close()]);
         throw error;
@@ -258,11 +269,11 @@ export function serveCommand(): Command {
       if (gateways.length > 0) {
         lines.push(`  gateways       ${gateways.map((g) => `${g.cluster} ${g.handle.host}:${String(g.handle.port)}`).join(', ')} (built in: TLS passthrough by SNI, routes from xDS)`);
       }
-      const vdNames = federation?.virtualDestinations.map((vd) => vd.spec.hostname) ?? [];
+      const vdNames = virtualDestinations.list().map((vd) => vd.spec.hostname);
       lines.push(
         `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
       );
-      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
+      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/virtualdestinations, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
       } else {
@@ -271,11 +282,12 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: meshfed vd and the virtual destinations API, drills',
+        '  not built yet: drills',
         '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
         `    npx meshfed cluster list${serverFlag}`,
+        `    npx meshfed vd list${serverFlag}`,
         ...(manager.registry.list()[0] ? [`    npx meshfed cluster get ${manager.registry.list()[0]?.name ?? ''}${serverFlag} -o yaml`] : []),
         ...dumpHint(manager, serverFlag),
         `    curl -s ${manager.api.url}/metrics | grep meshfed_cluster_state`,
@@ -293,6 +305,7 @@ export function serveCommand(): Command {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
+          unsubscribeZone();
           void Promise.allSettled([closeEmbeddedGateways(gateways).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });

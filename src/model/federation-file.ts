@@ -14,6 +14,8 @@ const metadataSchema = z.strictObject({
   name: dnsLabelSchema,
   labels: labelsSchema.optional(),
   annotations: z.record(z.string(), z.string()).optional(),
+  /** set by meshfed in what it answers (like Kubernetes); ignored here, so `meshfed vd get -o yaml` can be applied again */
+  creationTimestamp: z.string().optional(),
 });
 
 export const staticServiceSchema = z.strictObject({
@@ -51,7 +53,8 @@ const apiVersionSchema = z.literal(API_VERSION, { message: `must be ${API_VERSIO
 const documentSchema = z.discriminatedUnion('kind', [
   z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Federation'), metadata: metadataSchema, spec: federationSpecSchema }),
   z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('Cluster'), metadata: metadataSchema.extend({ name: clusterNameSchema }), spec: clusterSpecSchema }),
-  z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('VirtualDestination'), metadata: metadataSchema, spec: virtualDestinationSchema }),
+  // status is meshfed's report (in what the API answers): ignored, like kubectl apply ignores it
+  z.strictObject({ apiVersion: apiVersionSchema, kind: z.literal('VirtualDestination'), metadata: metadataSchema, spec: virtualDestinationSchema, status: z.unknown().optional() }),
 ]);
 
 export interface ClusterDefinition {

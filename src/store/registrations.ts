@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { clusterSchema, type Cluster } from '../model/cluster.js';
-import { writeFileAtomic } from './atomic.js';
+import { JsonDocument, StateFileError } from './json-document.js';
 
 export const REGISTRATIONS_FILE = 'clusters.json';
 const API_VERSION = 'meshfed.io/v1alpha1';
@@ -29,13 +28,7 @@ export interface Registration {
 }
 
 /** The registrations file is damaged, or cannot be read or written. */
-export class RegistrationStoreError extends Error {}
-
-function describePath(path: readonly PropertyKey[]): string {
-  return path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '') || '(top level)';
-}
-
-const digest = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+export class RegistrationStoreError extends StateFileError {}
 
 /**
  * The registered clusters, persisted in `<stateDir>/clusters.json`: mode 0600 (it holds kubeconfigs),
@@ -47,9 +40,11 @@ const digest = (data: Buffer): string => createHash('sha256').update(data).diges
  */
 export class RegistrationStore {
   #registrations = new Map<string, Registration>();
-  #digest: string | undefined;
+  readonly #file: JsonDocument<z.infer<typeof fileSchema>>;
 
-  private constructor(readonly path: string) {}
+  private constructor(readonly path: string) {
+    this.#file = new JsonDocument({ path, schema: fileSchema, holds: 'the registered clusters', empty: 'no registrations', maxBytes: MAX_FILE_BYTES, errorClass: RegistrationStoreError });
+  }
 
   /** Opens (and validates) the registrations of a state dir; a missing file means none yet. */
   static open(stateDir: string): RegistrationStore {
@@ -72,7 +67,7 @@ export class RegistrationStore {
 
   /** Persists a new registration; throws if the name is taken. */
   add(cluster: Cluster, registeredAt = new Date()): Registration {
-    this.#reloadIfChanged();
+    if (this.#file.changed()) this.#reload();
     if (this.#registrations.has(cluster.name)) throw new RegistrationStoreError(`cluster ${cluster.name} is already registered`);
     const registration: Registration = Object.freeze({ cluster: clusterSchema.parse(cluster), registeredAt: registeredAt.toISOString() });
     const next = new Map(this.#registrations).set(cluster.name, registration);
@@ -83,7 +78,7 @@ export class RegistrationStore {
 
   /** Removes a registration; false if there was none. */
   remove(name: string): boolean {
-    this.#reloadIfChanged();
+    if (this.#file.changed()) this.#reload();
     if (!this.#registrations.has(name)) return false;
     const next = new Map(this.#registrations);
     next.delete(name);
@@ -93,61 +88,22 @@ export class RegistrationStore {
   }
 
   #write(registrations: Map<string, Registration>): void {
-    const body = {
+    this.#file.write({
       apiVersion: API_VERSION,
       kind: KIND,
       registrations: [...registrations.values()].sort((a, b) => a.cluster.name.localeCompare(b.cluster.name)),
-    };
-    const data = Buffer.from(JSON.stringify(body, null, 2) + '\n');
-    try {
-      writeFileAtomic(this.path, data, 0o600);
-    } catch (error) {
-      throw new RegistrationStoreError(`could not write ${this.path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-    this.#digest = digest(data);
-  }
-
-  #reloadIfChanged(): void {
-    if (!existsSync(this.path)) {
-      if (this.#digest !== undefined) this.#reload();
-      return;
-    }
-    if (digest(readFileSync(this.path)) !== this.#digest) this.#reload();
+    });
   }
 
   #reload(): void {
-    if (!existsSync(this.path)) {
-      this.#registrations = new Map();
-      this.#digest = undefined;
-      return;
-    }
-    const stat = statSync(this.path);
-    if (!stat.isFile()) throw new RegistrationStoreError(`${this.path} is not a regular file`);
-    if (stat.size > MAX_FILE_BYTES) throw new RegistrationStoreError(`${this.path} is ${stat.size} bytes, more than the ${MAX_FILE_BYTES} a registrations file can hold: it is damaged`);
-    // it holds credentials: nobody but the owner may read it
-    if ((stat.mode & 0o077) !== 0) chmodSync(this.path, 0o600);
-    const data = readFileSync(this.path);
-    let json: unknown;
-    try {
-      json = JSON.parse(data.toString('utf8'));
-    } catch {
-      // JSON.parse's message quotes the file, and the file holds credentials: say where, not what
-      throw new RegistrationStoreError(`${this.path} is damaged: not valid JSON. It holds the registered clusters; restore it from a backup, or move it away to start with no registrations.`);
-    }
-    const parsed = fileSchema.safeParse(json);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.slice(0, 5).map((issue) => `${describePath(issue.path)}: ${issue.message}`);
-      throw new RegistrationStoreError(`${this.path} is damaged: ${issues.join('; ')}. It holds the registered clusters; fix or restore it, or move it away to start with no registrations.`);
-    }
     const registrations = new Map<string, Registration>();
-    for (const [index, registration] of parsed.data.registrations.entries()) {
+    for (const [index, registration] of (this.#file.read()?.registrations ?? []).entries()) {
       if (registrations.has(registration.cluster.name)) {
         throw new RegistrationStoreError(`${this.path} is damaged: registrations[${index}]: cluster ${registration.cluster.name} is registered twice`);
       }
       registrations.set(registration.cluster.name, Object.freeze(registration));
     }
     this.#registrations = registrations;
-    this.#digest = digest(data);
   }
 }
 

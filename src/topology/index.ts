@@ -21,6 +21,8 @@ export { forProxylessClients } from './proxyless.js';
 export {
   virtualDestinationAssignment,
   virtualDestinationClusters,
+  virtualDestinationBackends,
+  type BackendCluster,
   type VirtualDestinationAssignment,
   type GroupPlacement,
   type TierReason,

@@ -51,7 +51,7 @@
 import type { Locality } from '../model/locality.js';
 import { vdTargetPort, type Failover, type FailoverOrderEntry, type VirtualDestination, type VirtualDestinationBackend } from '../model/virtual-destination.js';
 import type { ServiceView } from '../registry/source.js';
-import type { FederatedSnapshot } from '../registry/snapshot.js';
+import type { ClusterView, FederatedSnapshot } from '../registry/snapshot.js';
 import { compareLocality, localityKey, localityPriority } from './priority.js';
 import { candidatesOf, clampWeight, compareEndpoints, liveClusters, placeEndpoints, type Candidate, type LbEndpoint, type LoadAssignment, type LocalityGroup, type Placement, type ProxyView, type SlotOrder } from './split-horizon.js';
 
@@ -124,17 +124,22 @@ const selects = (backend: VirtualDestinationBackend, sv: ServiceView): boolean =
   (backend.name === undefined || backend.name === sv.service.name) &&
   Object.entries(backend.labels ?? {}).every(([key, value]) => sv.service.labels[key] === value);
 
-/** The endpoints of every service the backends select, on service port `port`, clusters and services in order. */
-function backendCandidates(snapshot: FederatedSnapshot, backends: readonly VirtualDestinationBackend[], port: number): Candidate[] {
-  const out: Candidate[] = [];
+/** Every service of a live cluster that the backends select: clusters in name order, services in `namespace/name` order. */
+function* selectedServices(snapshot: FederatedSnapshot, backends: readonly VirtualDestinationBackend[]): Generator<{ name: string; view: ClusterView; key: string; sv: ServiceView }> {
   for (const [name, view] of liveClusters(snapshot)) {
     const here = backends.filter((b) => b.clusters === undefined || b.clusters.includes(name));
     if (here.length === 0) continue;
     const selected = [...view.services].filter(([, sv]) => here.some((b) => selects(b, sv))).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const [, sv] of selected) {
-      const servicePort = sv.service.ports.find((p) => p.port === port);
-      if (servicePort) out.push(...candidatesOf(name, view.cluster, sv, servicePort));
-    }
+    for (const [key, sv] of selected) yield { name, view, key, sv };
+  }
+}
+
+/** The endpoints of every service the backends select, on service port `port`, clusters and services in order. */
+function backendCandidates(snapshot: FederatedSnapshot, backends: readonly VirtualDestinationBackend[], port: number): Candidate[] {
+  const out: Candidate[] = [];
+  for (const { name, view, sv } of selectedServices(snapshot, backends)) {
+    const servicePort = sv.service.ports.find((p) => p.port === port);
+    if (servicePort) out.push(...candidatesOf(name, view.cluster, sv, servicePort));
   }
   return out;
 }
@@ -323,6 +328,39 @@ export function virtualDestinationAssignment(snapshot: FederatedSnapshot, vd: Vi
     assignment: { service: vd.hostname, port, groups: out.map((o) => o.group), scaleFactor, dropped, skippedGateways },
     placements: out.map((o) => o.placement),
   };
+}
+
+/** What the backends of a virtual destination select in one cluster. */
+export interface BackendCluster {
+  cluster: string;
+  /** `namespace/name` of the services selected that have one of the VD's target ports, sorted */
+  services: string[];
+  /** their endpoint addresses that serve a VD port, and how many of them are HEALTHY */
+  endpoints: number;
+  healthy: number;
+}
+
+/** Where the backends of `vd` are, per cluster (in name order); empty when they select nothing. */
+export function virtualDestinationBackends(snapshot: FederatedSnapshot, vd: VirtualDestination): BackendCluster[] {
+  const targets = new Set(vd.ports.map(vdTargetPort));
+  const byCluster = new Map<string, { services: Set<string>; endpoints: Map<string, boolean> }>();
+  for (const { name, view, key, sv } of selectedServices(snapshot, vd.backends)) {
+    for (const servicePort of sv.service.ports.filter((p) => targets.has(p.port))) {
+      let entry = byCluster.get(name);
+      if (!entry) {
+        entry = { services: new Set(), endpoints: new Map() };
+        byCluster.set(name, entry);
+      }
+      entry.services.add(key);
+      for (const c of candidatesOf(name, view.cluster, sv, servicePort)) entry.endpoints.set(c.address, (entry.endpoints.get(c.address) ?? false) || c.health === 'HEALTHY');
+    }
+  }
+  return [...byCluster].map(([cluster, { services, endpoints }]) => ({
+    cluster,
+    services: [...services].sort(),
+    endpoints: endpoints.size,
+    healthy: [...endpoints.values()].filter(Boolean).length,
+  }));
 }
 
 /** The clusters where a backend of `vd` has endpoints on one of its ports (sorted): where its gateways can take it. */

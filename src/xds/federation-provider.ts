@@ -43,7 +43,7 @@ import {
 } from '../topology/index.js';
 import type { EncodedResource, NodeIdentity, ResourceProvider, ResourceSet } from './ads-server.js';
 import { TYPE_URL } from './envoy-protos.js';
-import { clusterToAny, edsCluster, outboundClusterName } from './resources/cluster.js';
+import { clusterToAny, edsCluster, outboundClusterName, virtualDestinationOutlierDetection, type EdsClusterOptions, type OutlierDetectionOptions } from './resources/cluster.js';
 import { encodeLoadAssignment } from './resources/endpoints.js';
 import { gatewayCluster, gatewayClusterName, gatewayClusterToAny, gatewayListener, gatewayListenerName, gatewayListenerToAny } from './resources/gateway-listener.js';
 import { listenerToAny, proxylessListener } from './resources/listener.js';
@@ -185,7 +185,9 @@ export class FederationXds implements ResourceProvider {
   readonly #trustDomain: string | undefined;
   readonly #proxylessMtls: { certificateProvider: string } | undefined;
   /** catalog key (`vd:NAME`) → virtual destination */
-  readonly #vds: ReadonlyMap<string, VirtualDestination>;
+  #vds: ReadonlyMap<string, VirtualDestination>;
+  /** the virtual destinations changed since the last push: every resource may change */
+  #vdsChanged = false;
   readonly #listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
@@ -211,7 +213,7 @@ export class FederationXds implements ResourceProvider {
     this.#domainSuffix = options.domainSuffix ?? DEFAULT_DOMAIN_SUFFIX;
     this.#trustDomain = options.trustDomain;
     this.#proxylessMtls = options.proxylessMtls;
-    this.#vds = new Map((options.virtualDestinations ?? []).map(({ name, spec }) => [`${VD_KEY_PREFIX}${name}`, spec]));
+    this.#vds = vdMap(options.virtualDestinations ?? []);
     this.#snapshot = feed.snapshot();
     this.#catalog = this.#catalogOf(this.#snapshot);
     this.#catalogJson = catalogJson(this.#catalog);
@@ -239,6 +241,13 @@ export class FederationXds implements ResourceProvider {
   onApplied(listener: (change: AppliedChange) => void): () => void {
     this.#appliedListeners.add(listener);
     return () => this.#appliedListeners.delete(listener);
+  }
+
+  /** Replaces the virtual destinations; like a registry change, the result is pushed after the debounce window. */
+  setVirtualDestinations(vds: readonly NamedVirtualDestination[]): void {
+    this.#vds = vdMap(vds);
+    this.#vdsChanged = true;
+    this.#onChange({ services: [] });
   }
 
   /** Applies pending changes and announces them now instead of waiting for the debounce window. */
@@ -339,6 +348,11 @@ export class FederationXds implements ResourceProvider {
       const t = this.#outboundTarget(name);
       return t && { service: t.service.key, build: () => build(t) };
     };
+    // a virtual destination's outlier detection for its clusters; services get none
+    const outlierDetection = (t: Target): OutlierDetectionOptions | undefined => {
+      const od = this.#vds.get(t.service.key)?.outlierDetection;
+      return od && virtualDestinationOutlierDetection(od);
+    };
     const eds = (shape: (a: LoadAssignment) => LoadAssignment): Plan => {
       const proxy: ProxyView = { locality: node.locality };
       if (node.network !== undefined) proxy.network = node.network;
@@ -380,7 +394,11 @@ export class FederationXds implements ResourceProvider {
             view: '',
             all: () => this.#outboundNames(),
             resolve: (name) =>
-              outbound(name, (t) => clusterToAny(edsCluster(name, mtls ? { transportSocket: proxylessTransportSocket(mtls.certificateProvider, this.#spiffeIds(t.service)) } : {})).value),
+              outbound(name, (t) => {
+                const options: EdsClusterOptions = { outlierDetection: outlierDetection(t) };
+                if (mtls) options.transportSocket = proxylessTransportSocket(mtls.certificateProvider, this.#spiffeIds(t.service));
+                return clusterToAny(edsCluster(name, options)).value;
+              }),
           };
         }
         if (typeUrl === TYPE_URL.clusterLoadAssignment) return eds(forProxylessClients);
@@ -390,7 +408,8 @@ export class FederationXds implements ResourceProvider {
           return {
             view: '',
             all: () => this.#outboundNames(),
-            resolve: (name) => outbound(name, (t) => sidecarClusterToAny(sidecarCluster(t.service.host, t.port, { subjectAltNames: this.#spiffeIds(t.service) })).value),
+            resolve: (name) =>
+              outbound(name, (t) => sidecarClusterToAny(sidecarCluster(t.service.host, t.port, { subjectAltNames: this.#spiffeIds(t.service), outlierDetection: outlierDetection(t) })).value),
           };
         }
         if (typeUrl === TYPE_URL.clusterLoadAssignment) return eds((a) => a);
@@ -556,7 +575,7 @@ export class FederationXds implements ResourceProvider {
 
   // ---- changes --------------------------------------------------------------------------------
 
-  #onChange(change: SnapshotChange): void {
+  #onChange(change: Pick<SnapshotChange, 'services'>): void {
     this.#pending ??= { services: new Set(), seenAt: performance.now() };
     for (const s of change.services) this.#pending.services.add(s);
     clearTimeout(this.#debounce);
@@ -586,10 +605,13 @@ export class FederationXds implements ResourceProvider {
     this.#catalog = catalog;
     this.#catalogJson = json;
     this.#clusterSignatures = clusters;
+    // a changed failover or outlier policy moves no catalog entry, yet changes clusters and assignments
+    const vdsChanged = this.#vdsChanged;
+    this.#vdsChanged = false;
     let types: string[];
     /** for an endpoint change: the names of the resources marked stale, the only ones that can change */
     let names: Set<string> | undefined;
-    if (catalogChanged || clustersChanged) {
+    if (catalogChanged || clustersChanged || vdsChanged) {
       for (const cache of this.#caches.values()) {
         cache.wildcard = undefined;
         cache.generation++;
@@ -610,7 +632,7 @@ export class FederationXds implements ResourceProvider {
       }
       types = [TYPE_URL.clusterLoadAssignment];
     }
-    this.#log.debug({ snapshot: this.#snapshot.version, services: pending.services.size, catalogChanged, clustersChanged }, 'xDS: pushing');
+    this.#log.debug({ snapshot: this.#snapshot.version, services: pending.services.size, catalogChanged, clustersChanged, vdsChanged }, 'xDS: pushing');
     for (const type of types) {
       for (const listener of this.#listeners) listener(type, names);
     }
@@ -638,6 +660,8 @@ interface Plan {
 const GATEWAY_LISTENER = gatewayListenerName();
 /** Catalog keys of virtual destinations (service keys are `namespace/name`, so they cannot collide). */
 const VD_KEY_PREFIX = 'vd:';
+
+const vdMap = (vds: readonly NamedVirtualDestination[]): Map<string, VirtualDestination> => new Map(vds.map(({ name, spec }) => [`${VD_KEY_PREFIX}${name}`, spec]));
 
 /** What of a cluster, beyond its services, shapes what proxies see: network, locality, state, gateways. */
 function clusterSignatures(snapshot: FederatedSnapshot): Map<string, string> {

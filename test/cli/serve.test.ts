@@ -2,6 +2,7 @@ import { MESHFED_CLI } from './meshfed-bin.js';
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { Resolver } from 'node:dns/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -89,7 +90,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
-    expect(stdout).toContain('not built yet: meshfed vd and the virtual destinations API');
+    expect(stdout).toContain('not built yet: drills');
     expect(stdout).toMatch(/DNS {12}127\.0\.0\.1:\d+ \(UDP and TCP\): no virtual destination yet/);
     expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 
@@ -215,5 +216,94 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     } finally {
       blocker.close();
     }
+  });
+});
+
+describe('meshfed vd against a running meshfed serve', () => {
+  it('applies, lists, gets and deletes virtual destinations; DNS and the summary follow; bad files are refused naming the field', async () => {
+    const config = join(work, 'vd-federation.yaml');
+    writeFileSync(
+      config,
+      [
+        'apiVersion: meshfed.io/v1alpha1',
+        'kind: Federation',
+        'metadata: { name: vd-test }',
+        'spec: { trustDomain: vd.test }',
+        '---',
+        'apiVersion: meshfed.io/v1alpha1',
+        'kind: Cluster',
+        'metadata: { name: c1 }',
+        'spec:',
+        '  network: n1',
+        '  region: r1',
+        '  services:',
+        '    - name: cart',
+        '      ports: [{ name: http, port: 8080 }]',
+        '      endpoints: [{ address: 127.0.9.1, ports: [{ name: http, port: 8080 }] }, { address: 127.0.9.2, ports: [{ name: http, port: 8080 }], health: unready }]',
+        '',
+      ].join('\n'),
+    );
+    const stateDir = join(work, 'vd-state');
+    const run = await startServe(['--config', config, '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--no-gateways']);
+    const dnsPort = /DNS {12}127\.0\.0\.1:(\d+) /.exec(run.stdout)?.[1] ?? '';
+    const env = cleanEnv({ MESHFED_API_TOKEN: readFileSync(join(stateDir, 'api-token'), 'utf8').trim(), MESHFED_SERVER: run.api });
+    const vd = (args: string[], input?: string) => spawnSync(process.execPath, [...CLI, 'vd', ...args], { encoding: 'utf8', env, timeout: 60_000, ...(input !== undefined ? { input } : {}) });
+    const resolver = new Resolver();
+    resolver.setServers([`127.0.0.1:${dnsPort}`]);
+
+    expect(vd(['list']).stdout).toContain('no virtual destinations');
+    const file = join(work, 'cart-vd.yaml');
+    writeFileSync(
+      file,
+      ['apiVersion: meshfed.io/v1alpha1', 'kind: VirtualDestination', 'metadata: { name: cart }', 'spec:', '  hostname: cart.shop.global', '  ports: [{ number: 80, protocol: HTTP, targetPort: 8080, name: http }]', '  backends: [{ name: cart }]', ''].join('\n'),
+    );
+    const applied = vd(['apply', '-f', file]);
+    expect(applied.stderr).toBe('');
+    expect(applied.stdout).toBe('virtualdestination/cart created\n');
+
+    const listed = vd(['list']);
+    expect(listed.stdout).toMatch(/^NAME +HOSTNAME +PORTS +FAILOVER +VIP +HEALTHY +CLUSTERS +SOURCE\ncart +cart\.shop\.global +80\/HTTP→8080 +locality +240\.240\.\d+\.\d+ +1\/2 +c1 1\/2 +api\n$/);
+    const vip = /240\.240\.\d+\.\d+/.exec(listed.stdout)?.[0];
+    // the DNS server picked the new hostname up without a restart, with the VIP the API shows
+    const deadline = Date.now() + 20_000;
+    let answered: string[] = [];
+    while (Date.now() < deadline) {
+      answered = await resolver.resolve4('cart.shop.global').catch(() => []);
+      if (answered.length) break;
+      await new Promise((done) => setTimeout(done, 100));
+    }
+    expect(answered).toEqual([vip]);
+    expect(await resolver.resolveSrv('_http._tcp.cart.shop.global')).toEqual([{ name: 'cart.shop.global', port: 80, priority: 0, weight: 0 }]);
+
+    // get -o yaml gives a document apply takes again
+    const yaml = vd(['get', 'cart', '-o', 'yaml']).stdout;
+    expect(yaml).toContain('hostname: cart.shop.global');
+    expect(vd(['get', 'cart']).stdout).toMatch(/endpoints: +1 healthy of 2\n/);
+    expect(yaml).toMatch(/\nstatus:\n/);
+    const reapplied = vd(['apply', '-f', '-'], yaml);
+    expect(reapplied.stderr).toBe('');
+    expect(reapplied.stdout).toBe('virtualdestination/cart configured\n');
+
+    // a bad file is refused before anything is sent, naming document and field
+    const bad = join(work, 'bad-vd.yaml');
+    writeFileSync(bad, 'apiVersion: meshfed.io/v1alpha1\nkind: VirtualDestination\nmetadata: { name: bad }\nspec: { hostname: "*.shop.global", ports: [{ number: 80, protocol: HTTP }], backends: [{ name: cart }] }\n');
+    const refused = vd(['apply', '-f', bad]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('spec.hostname: must not be a wildcard');
+    const cluster = vd(['apply', '-f', config]);
+    expect(cluster.status).toBe(2);
+    expect(cluster.stderr).toContain('vd apply takes VirtualDestination documents only');
+    expect(vd(['get', 'bad']).status).toBe(1);
+
+    expect(vd(['delete', 'cart']).stdout).toBe('virtualdestination/cart deleted\n');
+    const gone = Date.now() + 20_000;
+    let code = '';
+    while (Date.now() < gone && code === '') {
+      code = await resolver.resolve4('cart.shop.global').then(() => '', (error: unknown) => (error as NodeJS.ErrnoException).code ?? 'error');
+      if (code === '') await new Promise((done) => setTimeout(done, 100));
+    }
+    expect(['ENOTFOUND', 'EREFUSED']).toContain(code);
+    expect(vd(['delete', 'cart']).stderr).toContain('no virtual destination named cart');
+    expect(await run.stop()).toBe(0);
   });
 });

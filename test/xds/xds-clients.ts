@@ -56,6 +56,23 @@ export async function until(client: EchoClient, predicate: (reply: EchoReply) =>
   }
 }
 
+/**
+ * Calls in batches of `batch` until a whole batch satisfies `accept` (bounded): an xDS update has not only reached the
+ * client but shapes every call, as when no reply comes from an endpoint that was taken out.
+ */
+export async function settle(client: EchoClient, accept: (replies: readonly EchoReply[]) => boolean, what: string, batch = 20): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    try {
+      if (accept(await calls(client, batch))) return;
+    } catch {
+      // a connection being replaced: try again
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 50));
+  }
+}
+
 /** The share of replies for which `key` gives each value. */
 export function sharesBy(replies: readonly EchoReply[], key: (reply: EchoReply) => string): Map<string, number> {
   const counts = new Map<string, number>();

@@ -23,8 +23,21 @@
  *   base/max_ejection_time, max_ejection_percent, the success-rate fields (on unless enforcing_success_rate is 0)
  *   and the failure-percentage fields (off unless enforcing_failure_percentage > 0); consecutive_* are ignored.
  *
+ * A virtual destination's outlierDetection (Istio's DestinationRule fields) becomes the same OutlierDetection for
+ * every kind of client, translated as Istio translates a DestinationRule (virtualDestinationOutlierDetection):
+ * - Envoy sidecars get all of it: ejection after consecutive5xx 5xx (consecutive_5xx) or consecutiveGatewayErrors
+ *   502/503/504 (consecutive_gateway_failure), each enforced at 100 % when above 0 and off at 0; Envoy's defaults
+ *   for what is left out (consecutive_5xx 5, gateway failures not enforced). Success-rate ejection is off, as in
+ *   Istio (enforcing_success_rate 0).
+ * - Proxyless gRPC reads interval, base_ejection_time and max_ejection_percent, but runs no detection algorithm: it
+ *   ignores consecutive_*, and success-rate is off as for Envoy. So a virtual destination's outlierDetection ejects
+ *   nothing for proxyless clients; only success-rate or failure-percentage thresholds (OutlierDetectionOptions),
+ *   which the virtual destination model does not have, would. None is made up from the counts.
+ *
  * Objects are in the form described in ../envoy-protos.ts.
  */
+import { parseDuration } from '../../model/duration.js';
+import type { OutlierDetection } from '../../model/virtual-destination.js';
 import { MESSAGE_NAME, TYPE_URL, assertEncodable, envoyType, resourceCodec } from '../envoy-protos.js';
 import { adsConfigSource, API_VERSION_V3, type AdsConfigSourceObject, type NestedAnyObject } from './listener.js';
 
@@ -50,8 +63,12 @@ export interface UInt32ValueObject {
   value?: number;
 }
 
-/** The subset of envoy.config.cluster.v3.OutlierDetection grpc reads. */
+/** The subset of envoy.config.cluster.v3.OutlierDetection meshfed writes (grpc ignores the consecutive_* fields). */
 export interface OutlierDetectionObject {
+  consecutive_5xx?: UInt32ValueObject;
+  enforcing_consecutive_5xx?: UInt32ValueObject;
+  consecutive_gateway_failure?: UInt32ValueObject;
+  enforcing_consecutive_gateway_failure?: UInt32ValueObject;
   interval?: DurationObject;
   base_ejection_time?: DurationObject;
   max_ejection_time?: DurationObject;
@@ -79,6 +96,10 @@ export interface ClusterObject {
 
 /** Outlier detection as meshfed's users configure it (Envoy/Istio defaults apply to what is left out). */
 export interface OutlierDetectionOptions {
+  /** Envoy only: eject after this many consecutive 5xx (enforced when > 0, off at 0) */
+  consecutive5xx?: number;
+  /** Envoy only: eject after this many consecutive 502/503/504 (enforced when > 0, off at 0) */
+  consecutiveGatewayErrors?: number;
   /** time between ejection sweeps; > 0 */
   intervalMs?: number;
   /** base ejection time (multiplied by the number of ejections); > 0 */
@@ -133,6 +154,15 @@ function uint32(cluster: string, field: string, v: number, max = 0xffff_ffff): U
 /** The OutlierDetection message for options `o` of cluster `cluster`; throws, naming the option, on a bad value. */
 export function outlierDetection(cluster: string, o: OutlierDetectionOptions): OutlierDetectionObject {
   const od: OutlierDetectionObject = {};
+  if (o.consecutive5xx !== undefined) {
+    od.consecutive_5xx = uint32(cluster, 'consecutive5xx', o.consecutive5xx);
+    od.enforcing_consecutive_5xx = o.consecutive5xx > 0 ? { value: 100 } : {};
+  }
+  if (o.consecutiveGatewayErrors !== undefined) {
+    od.consecutive_gateway_failure = uint32(cluster, 'consecutiveGatewayErrors', o.consecutiveGatewayErrors);
+    // Envoy's default enforcement of gateway failures is 0: without this they would be counted and never acted on
+    od.enforcing_consecutive_gateway_failure = o.consecutiveGatewayErrors > 0 ? { value: 100 } : {};
+  }
   if (o.intervalMs !== undefined) od.interval = positiveDuration(cluster, 'outlierDetection.intervalMs', o.intervalMs);
   if (o.baseEjectionTimeMs !== undefined) od.base_ejection_time = positiveDuration(cluster, 'outlierDetection.baseEjectionTimeMs', o.baseEjectionTimeMs);
   if (o.maxEjectionTimeMs !== undefined) od.max_ejection_time = positiveDuration(cluster, 'outlierDetection.maxEjectionTimeMs', o.maxEjectionTimeMs);
@@ -155,6 +185,21 @@ export function outlierDetection(cluster: string, o: OutlierDetectionOptions): O
     if (f.requestVolume !== undefined) od.failure_percentage_request_volume = uint32(cluster, 'failurePercentage.requestVolume', f.requestVolume);
   }
   return od;
+}
+
+/**
+ * A virtual destination's outlier detection as cluster options, the way Istio translates a DestinationRule's: the
+ * counts, interval, base ejection time and ejection cap the user wrote (durations parsed from the model's strings),
+ * and success-rate ejection off. What each kind of client does with it: see the module comment.
+ */
+export function virtualDestinationOutlierDetection(od: OutlierDetection): OutlierDetectionOptions {
+  const options: OutlierDetectionOptions = { successRate: false };
+  if (od.consecutive5xx !== undefined) options.consecutive5xx = od.consecutive5xx;
+  if (od.consecutiveGatewayErrors !== undefined) options.consecutiveGatewayErrors = od.consecutiveGatewayErrors;
+  if (od.interval !== undefined) options.intervalMs = parseDuration(od.interval);
+  if (od.baseEjectionTime !== undefined) options.baseEjectionTimeMs = parseDuration(od.baseEjectionTime);
+  if (od.maxEjectionPercent !== undefined) options.maxEjectionPercent = od.maxEjectionPercent;
+  return options;
 }
 
 /**
@@ -204,7 +249,15 @@ function edsClusterRules(cluster: ClusterObject): void {
 
 /** Throws, naming cluster `name` and the field, when a percentage of outlier detection `od` is over 100. */
 export function assertOutlierDetectionPercentages(name: string, od: OutlierDetectionObject): void {
-  for (const f of ['max_ejection_percent', 'enforcing_success_rate', 'enforcing_failure_percentage', 'failure_percentage_threshold'] as const) percent(name, f, od[f]);
+  for (const f of [
+    'max_ejection_percent',
+    'enforcing_consecutive_5xx',
+    'enforcing_consecutive_gateway_failure',
+    'enforcing_success_rate',
+    'enforcing_failure_percentage',
+    'failure_percentage_threshold',
+  ] as const)
+    percent(name, f, od[f]);
 }
 
 const clusterType = () => envoyType(MESSAGE_NAME.cluster);

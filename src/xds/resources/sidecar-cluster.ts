@@ -15,6 +15,9 @@
  *   SPIFFE ID of the service accounts behind the service. With none, Istio leaves the matcher out and any peer
  *   whose certificate chains to ROOTCA is accepted: the whole trust domain, which in a meshfed federation (one
  *   root, per-cluster intermediates) is every cluster.
+ * - `outlier_detection` (a virtual destination's): a DestinationRule's outlierDetection as Istio writes it, the
+ *   consecutive 5xx and gateway-error counts enforced at 100 % when above 0, success-rate ejection off (see
+ *   virtualDestinationOutlierDetection in cluster.ts).
  *
  * Where meshfed differs, on purpose:
  * - `lb_policy` is ROUND_ROBIN unless LEAST_REQUEST is asked for (Istio defaults to LEAST_REQUEST); ROUND_ROBIN is

@@ -3,6 +3,9 @@
  * VirtualDestination documents as the federation file has them (`apiVersion`, `kind`, `metadata.name`, `spec`), so
  * what GET returns can be applied again; answers add `status`: where the definition comes from, the VIPs, and where
  * the backends are (a VD whose backends select nothing is accepted and says it has no endpoints).
+ * GET /api/v1/export/istio?cluster=C[&name=VD][&namespace=NS]: the ServiceEntry and DestinationRule per virtual
+ * destination that give a stock Istio mesh in cluster C the same behaviour (src/xds/istio-export.ts), with warnings
+ * for what Istio cannot express.
  */
 import { Router, json, type Request } from 'express';
 import { z } from 'zod';
@@ -14,6 +17,7 @@ import type { Logger } from '../logging.js';
 import type { FederatedSnapshot } from '../registry/snapshot.js';
 import { VirtualDestinationConflictError, type KnownVirtualDestination, type VirtualDestinations } from '../store/virtual-destinations.js';
 import { virtualDestinationBackends, type BackendCluster } from '../topology/index.js';
+import { IstioExportError, istioExport } from '../xds/istio-export.js';
 import { ApiError, invalid, sendError } from './errors.js';
 
 export const virtualDestinationDocumentSchema = z.strictObject({
@@ -56,6 +60,8 @@ export interface VirtualDestinationsRouterOptions {
   fileName?: string;
   bodyLimitBytes: number;
 }
+
+const EXPORT_KEYS = new Set(['cluster', 'name', 'namespace']);
 
 const shortName = (name: string): string => name.slice(0, 63);
 
@@ -154,6 +160,39 @@ export function virtualDestinationsRouter(options: VirtualDestinationsRouterOpti
       res.set('Allow', 'GET, PUT, DELETE');
       sendError(res, new ApiError(405, 'method_not_allowed', `${req.method} is not allowed on a virtual destination: use GET, PUT or DELETE`));
     });
+
+  // what `meshfed vd export` prints: the Istio resources that give a stock Istio mesh in `cluster` the same behaviour
+  router.get('/export/istio', (req, res) => {
+    const query = req.query as Record<string, unknown>;
+    for (const key of Object.keys(query)) {
+      if (!EXPORT_KEYS.has(key)) throw new ApiError(400, 'invalid', `unknown query parameter ${JSON.stringify(key.slice(0, 64))} (known: ${[...EXPORT_KEYS].join(', ')})`, key);
+    }
+    const text = (key: string): string | undefined => {
+      const value = query[key];
+      if (value !== undefined && typeof value !== 'string') throw new ApiError(400, 'invalid', `${key} must be given once, as text`, key);
+      return value;
+    };
+    const cluster = text('cluster');
+    if (cluster === undefined || cluster === '') throw new ApiError(400, 'invalid', 'give cluster=NAME: the cluster whose Istio mesh the resources are for', 'cluster');
+    const name = text('name');
+    const namespace = text('namespace');
+    const selected = vds.list().filter((vd) => name === undefined || vd.name === name);
+    if (name !== undefined && selected.length === 0) throw new ApiError(404, 'not_found', `no virtual destination named ${shortName(name)}`, 'name');
+    try {
+      res.json(
+        istioExport({
+          snapshot: options.snapshot(),
+          virtualDestinations: selected,
+          cluster,
+          vips: (hostname) => options.vips?.(hostname),
+          ...(namespace !== undefined ? { namespace } : {}),
+        }),
+      );
+    } catch (error) {
+      if (error instanceof IstioExportError && error.field !== 'vips') throw new ApiError(error.field === 'cluster' ? 404 : 400, error.field === 'cluster' ? 'not_found' : 'invalid', error.message, error.field);
+      throw error;
+    }
+  });
 
   return router;
 }

@@ -3,10 +3,13 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { FederationFileError, parseFederationFile } from '../model/federation-file.js';
 import { ApiCallError, call, connection, readLimited, withServerOptions } from './api-client.js';
+import { istioExportYaml } from '../xds/istio-export.js';
 import { UsageError } from './errors.js';
 import { dataFormat, print, table } from './output.js';
 
 const MAX_STDIN_BYTES = 512 * 1024;
+
+const exportView = z.object({ resources: z.array(z.looseObject({ apiVersion: z.string(), kind: z.string() })), warnings: z.array(z.string()) });
 
 const backendClusterView = z.looseObject({ cluster: z.string(), services: z.array(z.string()), endpoints: z.number(), healthy: z.number() });
 
@@ -128,6 +131,23 @@ export function vdCommand(): Command {
     .action(async function (this: Command, name: string) {
       await call(connection(this), 'DELETE', `/api/v1/virtualdestinations/${encodeURIComponent(name)}`);
       process.stdout.write(`virtualdestination/${name} deleted\n`);
+    });
+
+  vd.command('export')
+    .description("the Istio ServiceEntry and DestinationRule per virtual destination that give a stock Istio mesh in CLUSTER the same behaviour (YAML for kubectl apply -f -; what Istio cannot express is said on standard error)")
+    .requiredOption('--cluster <cluster>', 'the cluster whose Istio sidecars the resources are for')
+    .option('--name <name>', 'only this virtual destination')
+    .option('--namespace <namespace>', 'the namespace of the resources (default istio-system)')
+    .addOption(new Option('-o, --output <format>', 'output format: yaml|json').default('yaml'))
+    .action(async function (this: Command, opts: { cluster: string; name?: string; namespace?: string; output: string }) {
+      const format = dataFormat(opts.output, ['yaml', 'json']);
+      const query = new URLSearchParams({ cluster: opts.cluster, ...(opts.name !== undefined ? { name: opts.name } : {}), ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}) });
+      const { data } = await call(connection(this), 'GET', `/api/v1/export/istio?${query.toString()}`);
+      const parsed = exportView.safeParse(data);
+      if (!parsed.success) throw new ApiCallError('unexpected answer to the Istio export');
+      for (const warning of parsed.data.warnings) process.stderr.write(`warning: ${warning}\n`);
+      if (format === 'json') process.stdout.write(JSON.stringify(parsed.data.resources, null, 2) + '\n');
+      else process.stdout.write(istioExportYaml(parsed.data.resources));
     });
 
   return vd;

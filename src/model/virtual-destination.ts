@@ -151,12 +151,29 @@ export const failoverSchema = z
   });
 export type Failover = z.infer<typeof failoverSchema>;
 
+const countSchema = z.number({ message: 'must be a number' }).int('must be a whole number').min(0, 'must be 0 or more').max(0xffff_ffff, 'is too large');
+
+/** Failure-percentage ejection (Envoy's failure_percentage_*): the one detection proxyless gRPC runs as well. */
+const failurePercentageSchema = z.strictObject({
+  /** eject an endpoint whose share of failed calls over an interval is at or above this percentage */
+  threshold: z
+    .number({ error: (issue) => (issue.input === undefined ? 'is required: a number 0-100' : 'must be a number 0-100') })
+    .int('must be a whole number')
+    .min(0, 'must be 0-100')
+    .max(100, 'must be 0-100'),
+  /** judge only when at least this many endpoints had requestVolume calls in the interval (default 5) */
+  minimumHosts: countSchema.optional(),
+  /** judge only endpoints with at least this many calls in the interval (default 50) */
+  requestVolume: countSchema.optional(),
+});
+
 export const outlierDetectionSchema = z.strictObject({
-  consecutive5xx: z.number().int('must be a whole number').min(0, 'must be 0 or more').max(0xffff_ffff, 'is too large').optional(),
-  consecutiveGatewayErrors: z.number().int('must be a whole number').min(0, 'must be 0 or more').max(0xffff_ffff, 'is too large').optional(),
+  consecutive5xx: countSchema.optional(),
+  consecutiveGatewayErrors: countSchema.optional(),
   interval: durationSchema.optional(),
   baseEjectionTime: durationSchema.optional(),
   maxEjectionPercent: z.number().int('must be a whole number').min(0, 'must be 0-100').max(100, 'must be 0-100').optional(),
+  failurePercentage: failurePercentageSchema.optional(),
 });
 export type OutlierDetection = z.infer<typeof outlierDetectionSchema>;
 

@@ -189,6 +189,31 @@ describe('/api/v1/virtualdestinations', () => {
     expect((await request(manager.api.url, 'PATCH', '/api/v1/virtualdestinations/cart-west')).status).toBe(405);
   });
 
+  it('exports the Istio resources that give a stock Istio mesh in a cluster the same behaviour', async () => {
+    const answer = await request(manager.api.url, 'GET', '/api/v1/export/istio?cluster=east-1&name=cart-west');
+    expect(answer.status).toBe(200);
+    const { resources, warnings } = answer.json as { resources: { kind: string; metadata: { name: string }; spec: { hosts?: string[]; host?: string; endpoints?: { address: string; locality?: string }[] } }[]; warnings: string[] };
+    expect(resources.map((r) => r.kind)).toEqual(['ServiceEntry', 'DestinationRule']);
+    expect(resources[0]?.spec.hosts).toEqual(['cart-west.global']);
+    // one network: both clusters' pods directly, each with its locality
+    expect(resources[0]?.spec.endpoints?.map((e) => [e.address, e.locality])).toEqual([
+      ['127.0.41.1', 'us-east/us-east-1a'],
+      ['127.0.42.1', 'us-west/us-west-1a'],
+    ]);
+    expect(resources[1]?.spec.host).toBe('cart-west.global');
+    // this manager runs no DNS server, so the hostname has no VIP yet: said, not hidden
+    expect(warnings.join('\n')).toMatch(/VIP/);
+
+    const all = await request(manager.api.url, 'GET', '/api/v1/export/istio?cluster=west-1');
+    expect((all.json as { resources: { spec: { host?: string } }[] }).resources.flatMap((r) => r.spec.host ?? [])).toEqual(['cart.global', 'cart-west.global']);
+    const unknown = await request(manager.api.url, 'GET', '/api/v1/export/istio?cluster=nowhere');
+    expect(unknown.status).toBe(404);
+    expect((unknown.json as { error: { field?: string } }).error.field).toBe('cluster');
+    expect((await request(manager.api.url, 'GET', '/api/v1/export/istio?cluster=east-1&name=nothing')).status).toBe(404);
+    expect((await request(manager.api.url, 'GET', '/api/v1/export/istio?cluster=east-1&vd=cart')).status).toBe(400);
+    expect((await request(manager.api.url, 'GET', '/api/v1/export/istio')).status).toBe(400);
+  });
+
   it('refuses to start on a damaged VD file, saying which file and what, and leaves it as it was', async () => {
     const dir = tempDir('meshfed-vd-damaged-');
     const file = join(dir, VIRTUAL_DESTINATIONS_FILE);

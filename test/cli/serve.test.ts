@@ -6,6 +6,7 @@ import { Resolver } from 'node:dns/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { parse as parseYaml } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -283,6 +284,16 @@ describe('meshfed vd against a running meshfed serve', () => {
     const reapplied = vd(['apply', '-f', '-'], yaml);
     expect(reapplied.stderr).toBe('');
     expect(reapplied.stdout).toBe('virtualdestination/cart configured\n');
+
+    // the Istio resources for c1's mesh: YAML on standard output, what Istio cannot express on standard error
+    const exported = vd(['export', '--cluster', 'c1']);
+    expect(exported.status).toBe(0);
+    const documents = exported.stdout.split(/^---$/m).map((d) => parseYaml(d) as { kind: string; spec: { hosts?: string[]; addresses?: string[] } });
+    expect(documents.map((d) => d.kind)).toEqual(['ServiceEntry', 'DestinationRule']);
+    expect(documents[0]?.spec.hosts).toEqual(['cart.shop.global']);
+    expect(documents[0]?.spec.addresses).toContain(vip);
+    expect(exported.stderr).toMatch(/^warning: /m);
+    expect(vd(['export', '--cluster', 'nowhere']).stderr).toContain('nowhere');
 
     // a bad file is refused before anything is sent, naming document and field
     const bad = join(work, 'bad-vd.yaml');

@@ -33,8 +33,12 @@ describe('virtualDestinationSchema', () => {
         ],
         minHealthyPercent: 70,
       },
-      outlierDetection: { consecutive5xx: 5, consecutiveGatewayErrors: 3, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
+      outlierDetection: { consecutive5xx: 5, consecutiveGatewayErrors: 3, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 50, failurePercentage: { threshold: 50, minimumHosts: 2, requestVolume: 10 } },
     });
+    expect(vd.outlierDetection?.failurePercentage).toEqual({ threshold: 50, minimumHosts: 2, requestVolume: 10 });
+    for (const failurePercentage of [{ threshold: 0 }, { threshold: 100, minimumHosts: 0, requestVolume: 0 }, { threshold: 85, minimumHosts: 5, requestVolume: 50 }]) {
+      expect(problems({ ...VALID, outlierDetection: { failurePercentage } })).toEqual([]);
+    }
     expect(vd.ports.map(vdTargetPort)).toEqual([9080, 9080]);
     expect(vd.failover.order).toHaveLength(3);
     expect(virtualDestinationSchema.parse(VALID).failover).toEqual({ policy: 'locality' });
@@ -109,6 +113,17 @@ describe('virtualDestinationSchema', () => {
     ['a negative count', { ...VALID, outlierDetection: { consecutive5xx: -1 } }, 'outlierDetection.consecutive5xx: must be 0 or more'],
     ['a fractional count', { ...VALID, outlierDetection: { consecutiveGatewayErrors: 2.5 } }, 'outlierDetection.consecutiveGatewayErrors: must be a whole number'],
     ['an ejection percent above 100', { ...VALID, outlierDetection: { maxEjectionPercent: 101 } }, 'outlierDetection.maxEjectionPercent: must be 0-100'],
+    ['a failurePercentage without a threshold', { ...VALID, outlierDetection: { failurePercentage: { requestVolume: 10 } } }, 'outlierDetection.failurePercentage.threshold: is required: a number 0-100'],
+    ['a failure threshold above 100', { ...VALID, outlierDetection: { failurePercentage: { threshold: 101 } } }, 'outlierDetection.failurePercentage.threshold: must be 0-100'],
+    ['a negative failure threshold', { ...VALID, outlierDetection: { failurePercentage: { threshold: -1 } } }, 'outlierDetection.failurePercentage.threshold: must be 0-100'],
+    ['a fractional failure threshold', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50.5 } } }, 'outlierDetection.failurePercentage.threshold: must be a whole number'],
+    ['a failure threshold as a string', { ...VALID, outlierDetection: { failurePercentage: { threshold: '50%' } } }, 'outlierDetection.failurePercentage.threshold: must be a number 0-100'],
+    ['a negative minimumHosts', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50, minimumHosts: -1 } } }, 'outlierDetection.failurePercentage.minimumHosts: must be 0 or more'],
+    ['a fractional requestVolume', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50, requestVolume: 0.5 } } }, 'outlierDetection.failurePercentage.requestVolume: must be a whole number'],
+    ['a requestVolume as a string', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50, requestVolume: '10' } } }, 'outlierDetection.failurePercentage.requestVolume: must be a number'],
+    ['a too large requestVolume', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50, requestVolume: 2 ** 32 } } }, 'outlierDetection.failurePercentage.requestVolume: is too large'],
+    ['an unknown failurePercentage field', { ...VALID, outlierDetection: { failurePercentage: { threshold: 50, enforcingPercentage: 100 } } }, 'outlierDetection.failurePercentage: Unrecognized key: "enforcingPercentage"'],
+    ['a failurePercentage that is a number', { ...VALID, outlierDetection: { failurePercentage: 50 } }, 'outlierDetection.failurePercentage: Invalid input: expected object, received number'],
     ['an unknown field', { ...VALID, colour: 'blue' }, ': Unrecognized key: "colour"'],
   ];
 

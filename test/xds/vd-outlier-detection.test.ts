@@ -2,7 +2,8 @@
  * A virtual destination's outlierDetection in the Cluster resources served over ADS: raw SotW streams (an Envoy
  * sidecar's node and a proxyless gRPC node) against the real ADS server and FederationXds, every Cluster decoded with
  * the Envoy v3 protos, and the proxyless one also through grpc-js-xds's own ClusterResourceType (the decode and
- * validateResource the real client runs), to see what grpc makes of it.
+ * validateResource the real client runs), to see what grpc makes of it: of the detection algorithms, only the
+ * failure-percentage one.
  */
 import * as grpc from '@grpc/grpc-js';
 import { register } from '@grpc/grpc-js-xds';
@@ -30,7 +31,14 @@ const WITH_OD = 'outbound|9080||reviews.global';
 const WITHOUT_OD = 'outbound|9080||reviews-plain.global';
 const SERVICE = 'outbound|9080||reviews.demo.svc.cluster.local';
 
-const OUTLIER_DETECTION = { consecutive5xx: 3, consecutiveGatewayErrors: 2, interval: '10s', baseEjectionTime: '1m30s', maxEjectionPercent: 50 };
+const OUTLIER_DETECTION = {
+  consecutive5xx: 3,
+  consecutiveGatewayErrors: 2,
+  interval: '10s',
+  baseEjectionTime: '1m30s',
+  maxEjectionPercent: 50,
+  failurePercentage: { threshold: 60, minimumHosts: 2, requestVolume: 10 },
+};
 
 /** What both kinds of proxy get for OUTLIER_DETECTION, written out by hand (empty wrappers are value 0). */
 const EXPECTED: OutlierDetectionObject = {
@@ -42,6 +50,10 @@ const EXPECTED: OutlierDetectionObject = {
   base_ejection_time: { seconds: 90 },
   max_ejection_percent: { value: 50 },
   enforcing_success_rate: {},
+  enforcing_failure_percentage: { value: 100 },
+  failure_percentage_threshold: { value: 60 },
+  failure_percentage_minimum_hosts: { value: 2 },
+  failure_percentage_request_volume: { value: 10 },
 };
 
 const vd = (name: string, hostname: string, extra: Partial<VirtualDestinationInput> = {}): NamedVirtualDestination => ({
@@ -126,7 +138,7 @@ function byName(res: DiscoveryResponseObject): Map<string, Uint8Array> {
 }
 
 describe("a virtual destination's outlierDetection in its Cluster", () => {
-  it('an Envoy sidecar gets Istio\'s translation: the counts enforced, the interval and ejection time, the cap, success rate off', async () => {
+  it('an Envoy sidecar gets Istio\'s translation: the counts enforced, the interval and ejection time, the cap, success rate off, failure percentage enforced', async () => {
     const { byName: got } = await clusters(SIDECAR);
     expect([...got.keys()].sort()).toEqual([WITHOUT_OD, WITH_OD, SERVICE].sort());
     const withOd = decodeSidecarCluster(got.get(WITH_OD) ?? new Uint8Array());
@@ -137,7 +149,7 @@ describe("a virtual destination's outlierDetection in its Cluster", () => {
     expect(decodeSidecarCluster(got.get(SERVICE) ?? new Uint8Array())).not.toHaveProperty('outlier_detection');
   });
 
-  it('a proxyless client gets the same message; grpc takes the interval, ejection time and cap, and no detection algorithm', async () => {
+  it('a proxyless client gets the same message; grpc takes the interval, ejection time, cap and failure-percentage ejection', async () => {
     const { byName: got } = await clusters(PROXYLESS);
     expect([...got.keys()].sort()).toEqual([WITHOUT_OD, WITH_OD, SERVICE].sort());
     const bytes = got.get(WITH_OD) ?? new Uint8Array();
@@ -149,9 +161,9 @@ describe("a virtual destination's outlierDetection in its Cluster", () => {
     expect(decoded.error).toBeUndefined();
     const update = (decoded.value as CdsUpdate).outlierDetectionUpdate;
     expect(update).toMatchObject({ interval: { seconds: 10, nanos: 0 }, base_ejection_time: { seconds: 90, nanos: 0 }, max_ejection_percent: 50 });
-    // consecutive_* are not read by grpc, success rate is off, failure percentage was never asked for
+    // consecutive_* are not read by grpc and success rate is off: failure percentage is the one detection it runs
     expect(update?.success_rate_ejection).toBeUndefined();
-    expect(update?.failure_percentage_ejection).toBeUndefined();
+    expect(update?.failure_percentage_ejection).toEqual({ enforcement_percentage: 100, threshold: 60, minimum_hosts: 2, request_volume: 10 });
   });
 
   it('0 turns a count off and caps ejections at none, literally; a change is pushed to an open stream', async () => {
@@ -167,5 +179,30 @@ describe("a virtual destination's outlierDetection in its Cluster", () => {
     provider.setVirtualDestinations(VDS);
     const back = await nextClusters(stream);
     expect(decodeSidecarCluster(back.get(WITH_OD) ?? new Uint8Array()).outlier_detection).toEqual(EXPECTED);
+  });
+
+  it('a failure threshold of 0 is sent as 0, not left to the default 85; minimumHosts and requestVolume left out are sent as Envoy\'s defaults', async () => {
+    const { stream: sidecar } = await clusters(SIDECAR);
+    const { stream: proxyless } = await clusters(PROXYLESS);
+    provider.setVirtualDestinations([vd('reviews', 'reviews.global', { outlierDetection: { failurePercentage: { threshold: 0 } } }), PLAIN]);
+    const expected: OutlierDetectionObject = {
+      enforcing_success_rate: {},
+      enforcing_failure_percentage: { value: 100 },
+      failure_percentage_threshold: {},
+      failure_percentage_minimum_hosts: { value: 5 },
+      failure_percentage_request_volume: { value: 50 },
+    };
+    expect(decodeSidecarCluster((await nextClusters(sidecar)).get(WITH_OD) ?? new Uint8Array()).outlier_detection).toEqual(expected);
+    const bytes = (await nextClusters(proxyless)).get(WITH_OD) ?? new Uint8Array();
+    expect(decodeCluster(bytes).outlier_detection).toEqual(expected);
+    const decoded = ClusterResourceType.get().decode(grpcContext, { type_url: CDS, value: Buffer.from(bytes) });
+    expect(decoded.error).toBeUndefined();
+    const update = (decoded.value as CdsUpdate).outlierDetectionUpdate;
+    expect(update?.success_rate_ejection).toBeUndefined();
+    // written out, because grpc-js would take a field left out as undefined rather than as its default
+    expect(update?.failure_percentage_ejection).toEqual({ enforcement_percentage: 100, threshold: 0, minimum_hosts: 5, request_volume: 50 });
+    provider.setVirtualDestinations(VDS);
+    await nextClusters(sidecar);
+    await nextClusters(proxyless);
   });
 });

@@ -22,6 +22,10 @@
  * - outlier_detection is honoured (GRPC_EXPERIMENTAL_ENABLE_OUTLIER_DETECTION defaults to true) for interval,
  *   base/max_ejection_time, max_ejection_percent, the success-rate fields (on unless enforcing_success_rate is 0)
  *   and the failure-percentage fields (off unless enforcing_failure_percentage > 0); consecutive_* are ignored.
+ *   A success-rate or failure-percentage field left out does NOT get grpc's default: cluster-resource-type.js passes
+ *   it on as undefined, and load-balancer-outlier-detection.js (grpc-js 1.14.7) spreads that over its defaults, so an
+ *   absent threshold never ejects and an absent minimum_hosts or request_volume gate is off (every endpoint judged,
+ *   on any number of calls). meshfed therefore writes every failure-percentage field (FAILURE_PERCENTAGE_DEFAULTS).
  *
  * A virtual destination's outlierDetection (Istio's DestinationRule fields) becomes the same OutlierDetection for
  * every kind of client, translated as Istio translates a DestinationRule (virtualDestinationOutlierDetection):
@@ -29,10 +33,17 @@
  *   502/503/504 (consecutive_gateway_failure), each enforced at 100 % when above 0 and off at 0; Envoy's defaults
  *   for what is left out (consecutive_5xx 5, gateway failures not enforced). Success-rate ejection is off, as in
  *   Istio (enforcing_success_rate 0).
- * - Proxyless gRPC reads interval, base_ejection_time and max_ejection_percent, but runs no detection algorithm: it
- *   ignores consecutive_*, and success-rate is off as for Envoy. So a virtual destination's outlierDetection ejects
- *   nothing for proxyless clients; only success-rate or failure-percentage thresholds (OutlierDetectionOptions),
- *   which the virtual destination model does not have, would. None is made up from the counts.
+ * - failurePercentage (meshfed's, since a DestinationRule has none) becomes failure_percentage_threshold,
+ *   _minimum_hosts and _request_volume, enforced at 100 % (enforcing_failure_percentage; Envoy's default is 0): each
+ *   interval, when at least minimumHosts endpoints had requestVolume calls, every such endpoint whose share of failed
+ *   calls reaches the threshold is ejected, within maxEjectionPercent. Envoy counts 5xx and connection failures;
+ *   grpc counts every call that ends with a status other than OK, and ejects only ABOVE the threshold (Envoy: at or
+ *   above), so threshold 100 ejects nothing for proxyless clients. minimumHosts and requestVolume left out are sent
+ *   as Envoy's defaults, 5 and 50, so that grpc applies them too (see above).
+ * - Proxyless gRPC reads interval, base_ejection_time, max_ejection_percent and the failure-percentage fields; it
+ *   ignores consecutive_*, and success-rate is off as for Envoy. So for proxyless clients failurePercentage is what
+ *   ejects: a virtual destination with only the counts ejects nothing for them, and no threshold is made up from the
+ *   counts.
  *
  * Objects are in the form described in ../envoy-protos.ts.
  */
@@ -110,7 +121,7 @@ export interface OutlierDetectionOptions {
   maxEjectionPercent?: number;
   /** success-rate ejection (grpc's default: on); `false` turns it off */
   successRate?: false | { stdevFactor?: number; enforcementPercentage?: number; minimumHosts?: number; requestVolume?: number };
-  /** failure-percentage ejection (grpc's default: off) */
+  /** failure-percentage ejection (grpc's default: off); FAILURE_PERCENTAGE_DEFAULTS for what is left out */
   failurePercentage?: { threshold?: number; enforcementPercentage?: number; minimumHosts?: number; requestVolume?: number };
 }
 
@@ -119,6 +130,9 @@ export interface EdsClusterOptions {
   /** mTLS to the endpoints (proxylessTransportSocket in ./proxyless-tls.ts) */
   transportSocket?: TransportSocketObject;
 }
+
+/** Envoy's (and gRFC A50's) defaults for the failure-percentage fields, written out when left out (see outlierDetection). */
+export const FAILURE_PERCENTAGE_DEFAULTS = Object.freeze({ threshold: 85, minimumHosts: 5, requestVolume: 50 });
 
 /** Istio's cluster name for a service port: `outbound|PORT||HOST` (empty subset). */
 export function outboundClusterName(host: string, port: number): string {
@@ -178,11 +192,14 @@ export function outlierDetection(cluster: string, o: OutlierDetectionOptions): O
   }
   if (o.failurePercentage) {
     const f = o.failurePercentage;
+    const d = FAILURE_PERCENTAGE_DEFAULTS;
     // grpc turns failure-percentage ejection on only when enforcing_failure_percentage > 0; Envoy's default is 0
     od.enforcing_failure_percentage = uint32(cluster, 'failurePercentage.enforcementPercentage', f.enforcementPercentage ?? 100, 100);
-    if (f.threshold !== undefined) od.failure_percentage_threshold = uint32(cluster, 'failurePercentage.threshold', f.threshold, 100);
-    if (f.minimumHosts !== undefined) od.failure_percentage_minimum_hosts = uint32(cluster, 'failurePercentage.minimumHosts', f.minimumHosts);
-    if (f.requestVolume !== undefined) od.failure_percentage_request_volume = uint32(cluster, 'failurePercentage.requestVolume', f.requestVolume);
+    // every field written: grpc-js 1.14 overwrites its defaults with undefined for a field left out, which makes the
+    // threshold unreachable and drops the minimumHosts and requestVolume gates (every endpoint judged on any calls)
+    od.failure_percentage_threshold = uint32(cluster, 'failurePercentage.threshold', f.threshold ?? d.threshold, 100);
+    od.failure_percentage_minimum_hosts = uint32(cluster, 'failurePercentage.minimumHosts', f.minimumHosts ?? d.minimumHosts);
+    od.failure_percentage_request_volume = uint32(cluster, 'failurePercentage.requestVolume', f.requestVolume ?? d.requestVolume);
   }
   return od;
 }
@@ -190,7 +207,8 @@ export function outlierDetection(cluster: string, o: OutlierDetectionOptions): O
 /**
  * A virtual destination's outlier detection as cluster options, the way Istio translates a DestinationRule's: the
  * counts, interval, base ejection time and ejection cap the user wrote (durations parsed from the model's strings),
- * and success-rate ejection off. What each kind of client does with it: see the module comment.
+ * success-rate ejection off, and failure-percentage ejection, fully enforced, when the user asked for it. What each
+ * kind of client does with it: see the module comment.
  */
 export function virtualDestinationOutlierDetection(od: OutlierDetection): OutlierDetectionOptions {
   const options: OutlierDetectionOptions = { successRate: false };
@@ -199,6 +217,12 @@ export function virtualDestinationOutlierDetection(od: OutlierDetection): Outlie
   if (od.interval !== undefined) options.intervalMs = parseDuration(od.interval);
   if (od.baseEjectionTime !== undefined) options.baseEjectionTimeMs = parseDuration(od.baseEjectionTime);
   if (od.maxEjectionPercent !== undefined) options.maxEjectionPercent = od.maxEjectionPercent;
+  if (od.failurePercentage !== undefined) {
+    const { threshold, minimumHosts, requestVolume } = od.failurePercentage;
+    options.failurePercentage = { threshold, enforcementPercentage: 100 };
+    if (minimumHosts !== undefined) options.failurePercentage.minimumHosts = minimumHosts;
+    if (requestVolume !== undefined) options.failurePercentage.requestVolume = requestVolume;
+  }
   return options;
 }
 

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
 import { checkFederationKubeconfigs, openRegistrations, startManager, type Manager } from '../api/manager.js';
@@ -10,10 +10,12 @@ import { startDnsServer, type DnsServer } from '../dns/server.js';
 import { StaticZoneSource, type DnsName } from '../dns/source.js';
 import { DEFAULT_IPV4_CIDR, VipAllocator } from '../dns/vip-allocator.js';
 import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../gateway/embedded.js';
+import { startEmbeddedFederation, type EmbeddedFederation } from '../sim/embedded-federation.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
 import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
 import { VirtualDestinations } from '../store/virtual-destinations.js';
+import { DEFAULT_CERTIFICATE_PROVIDER } from '../xds/resources/proxyless-tls.js';
 import type { NamedVirtualDestination } from '../model/virtual-destination.js';
 import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
@@ -43,6 +45,8 @@ interface ServeOptions {
   dns: string;
   proxylessMtls?: string;
   gateways: boolean;
+  workloads?: boolean;
+  probePeriod: string;
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
@@ -75,7 +79,7 @@ async function settle(manager: Manager): Promise<void> {
   while (pending() && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
 }
 
-function clusterLines(manager: Manager, federation: LoadedFederation | undefined): string[] {
+function clusterLines(manager: Manager, federation: LoadedFederation | undefined, simulated: readonly string[]): string[] {
   const statuses = manager.registry.list();
   if (statuses.length === 0) return ['  clusters       none yet: give --config FILE, or register one with "npx meshfed cluster register NAME --network NET --kubeconfig FILE"'];
   const rows = statuses.map((c) => [
@@ -92,12 +96,11 @@ function clusterLines(manager: Manager, federation: LoadedFederation | undefined
   const text = table(['NAME', 'NETWORK', 'LOCALITY', 'SOURCE', 'STATE', 'SERVICES', 'ENDPOINTS', 'GATEWAYS', 'REASON'], rows).trimEnd().split('\n');
   const networks = new Set(statuses.map((c) => c.network));
   const lines = [`  clusters       ${statuses.length} in ${networks.size} network${networks.size === 1 ? '' : 's'}${federation ? ` (federation ${federation.name ?? '-'} from ${shown(federation.path)})` : ''}`, ...text.map((line) => `    ${line}`)];
-  const statics = statuses.filter((c) => c.source === 'static').map((c) => c.name);
+  const statics = statuses.filter((c) => c.source === 'static' && !simulated.includes(c.name)).map((c) => c.name);
   if (statics.length) {
     lines.push(
       `  note           the services and endpoints of ${statics.join(', ')} are static entries of the federation file: they are the`,
-      "                 registry's data, not running workloads. The demo workloads behind them arrive with the embedded",
-      '                 federation (issue 7).',
+      "                 registry's data, not running workloads (serve --workloads runs the loopback ones as demo workloads).",
     );
   }
   if (manager.shadowed.length) lines.push(`  shadowed       ${manager.shadowed.join(', ')}: registered, but the federation file defines them too; the file wins for this run`);
@@ -129,6 +132,9 @@ export function serveCommand(): Command {
     .option('--dns <host:port>', "where the DNS server for the virtual destinations' hostnames listens (UDP and TCP)", '127.0.0.1:15053')
     .option('--proxyless-mtls <instance>', "proxyless gRPC clients call over mTLS with the certificates of this certificate provider instance of their bootstrap (e.g. default: a file_watcher with the workload's SVID)")
     .option('--no-gateways', "don't run the built-in east-west gateways of the federation file's static clusters (on their loopback gateway addresses)")
+    .option('--workloads', "run the loopback endpoints of the federation file's static clusters as real demo workloads (gRPC echo + health, HTTP; mTLS), their readiness probed like a kubelet's (default with --demo; proxyless mTLS defaults to the certificate provider instance default)")
+    .option('--no-workloads', "don't run the demo workloads, not even with --demo")
+    .option('--probe-period <duration>', "how often the demo workloads' readiness is probed", '1s')
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
     .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
@@ -138,7 +144,7 @@ export function serveCommand(): Command {
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
     .option('--ca-server-cluster <name>', "the cluster whose intermediate signs the CA service's own certificate (default: the first cluster)")
     .option('--sync-every <duration>', 'how often to pick up changes other meshfed commands made to the state dir and renew due intermediates', '30s')
-    .option('--demo', `the embedded demo: trust domain meshfed.local, intermediates for ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, and a live cross-cluster mTLS check`)
+    .option('--demo', `the embedded demo: trust domain meshfed.local, intermediates for ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, demo workloads behind the federation file's static clusters, and a live cross-cluster mTLS check`)
     .action(async (opts: ServeOptions) => {
       // the demo keeps the terminal for its summary; MESHFED_LOG_LEVEL=info shows the JSON log too
       const log = createLogger(process.env.MESHFED_LOG_LEVEL ?? (opts.demo ? 'warn' : 'info'));
@@ -150,8 +156,13 @@ export function serveCommand(): Command {
       const dnsListen = hostPort(opts.dns, '--dns', '15053');
       const syncEvery = parseDuration(opts.syncEvery);
       const graceMs = parseDuration(opts.grace);
+      const probePeriodMs = parseDuration(opts.probePeriod);
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
+      if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
+      const runWorkloads = federation !== undefined && (opts.workloads ?? opts.demo ?? false);
+      // the demo workloads serve mTLS only: proxyless clients must be told to use it
+      const proxylessMtls = opts.proxylessMtls ?? (runWorkloads ? DEFAULT_CERTIFICATE_PROVIDER : undefined);
       // every input is checked before anything is created: a bad file or a damaged state dir changes nothing
       if (federation) checkFederationKubeconfigs(federation, safety);
       const store = openRegistrations(stateDir);
@@ -194,7 +205,7 @@ export function serveCommand(): Command {
           store,
           virtualDestinations,
           vips,
-          xds: { ...xdsListen, trustDomain: authority.trustDomain, ...(opts.proxylessMtls !== undefined ? { proxylessMtls: opts.proxylessMtls } : {}) },
+          xds: { ...xdsListen, trustDomain: authority.trustDomain, ...(proxylessMtls !== undefined ? { proxylessMtls } : {}) },
         });
       } catch (error) {
         await service.close();
@@ -236,6 +247,26 @@ export function serveCommand(): Command {
         await Promise.allSettled([manager.close(), service.close()]);
         throw error;
       }
+      let workloads: EmbeddedFederation | undefined;
+      if (runWorkloads) {
+        try {
+          workloads = await startEmbeddedFederation({
+            clusters: federation.clusters,
+            sources: manager.staticSources,
+            authority,
+            dir: join(stateDir, 'sim'),
+            probe: { periodMs: probePeriodMs },
+            ...(manager.xds ? { xds: { host: xdsListen.host, port: manager.xds.server.port } } : {}),
+            ...(proxylessMtls !== undefined ? { certificateProvider: proxylessMtls } : {}),
+            logger: log,
+          });
+        } catch (error) {
+          unsubscribeZone();
+          await closeEmbeddedGateways(gateways);
+          await Promise.allSettled([manager.close(), service.close(), dns.close()]);
+          throw new Error(`${(error as Error).message} (another process on that address? serve --no-workloads runs without them)`, { cause: error });
+        }
+      }
       const sync = setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
@@ -262,13 +293,14 @@ export function serveCommand(): Command {
         lines.push(`  live check     mTLS handshake ${b} → ${a} on loopback: ${b} saw ${report.client.sawPeer}, ${a} saw ${report.server.sawPeer}`);
       }
       await settle(manager);
-      lines.push(...clusterLines(manager, federation));
+      lines.push(...clusterLines(manager, federation, workloads?.clusters ?? []));
       if (manager.xds) {
         lines.push(`  xDS            ${xdsListen.host}:${manager.xds.server.port} ADS, state of the world and delta: split-horizon endpoints for proxyless gRPC, Envoy sidecars and east-west gateways`);
       }
       if (gateways.length > 0) {
         lines.push(`  gateways       ${gateways.map((g) => `${g.cluster} ${g.handle.host}:${String(g.handle.port)}`).join(', ')} (built in: TLS passthrough by SNI, routes from xDS)`);
       }
+      if (workloads) lines.push(...workloads.summary(shown));
       const vdNames = virtualDestinations.list().map((vd) => vd.spec.hostname);
       lines.push(
         `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
@@ -306,7 +338,8 @@ export function serveCommand(): Command {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
           unsubscribeZone();
-          void Promise.allSettled([closeEmbeddedGateways(gateways).then(() => manager.close()), service.close(), dns.close()]).then(() => {
+          const stopped = workloads ? workloads.close() : Promise.resolve();
+          void Promise.allSettled([stopped.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });
         };

@@ -1,5 +1,5 @@
-import { MESHFED_CLI } from './meshfed-bin.js';
-import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { cleanEnv, MESHFED_CLI, startServe as startServeProcess, type Serve } from './meshfed-bin.js';
+import { spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { Resolver } from 'node:dns/promises';
@@ -27,55 +27,7 @@ async function waitFor(condition: () => boolean, limitMs: number): Promise<void>
   }
 }
 
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MESHFED_')));
-  return { ...env, ...extra };
-}
-
-interface Serve {
-  child: ChildProcessByStdio<null, Readable, Readable>;
-  stdout: string;
-  stderr: () => string;
-  /** the API URL from the summary */
-  api: string;
-  stop: () => Promise<number | null>;
-}
-
-/** Starts `meshfed serve` and resolves once its summary is printed. */
-async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serve> {
-  const child = spawn(process.execPath, [...CLI, 'serve', ...args], { cwd: work, env: cleanEnv({ MESHFED_LOG_LEVEL: 'info', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  await new Promise<void>((done, fail) => {
-    const timer = setTimeout(() => {
-      fail(new Error(`serve did not print its summary within 60 s: ${stderr}`));
-    }, 60_000);
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (stdout.includes('Ctrl-C stops')) {
-        clearTimeout(timer);
-        done();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`serve exited early with ${String(code)}: ${stderr}`));
-    });
-  });
-  const exited = new Promise<number | null>((done) => child.once('exit', done));
-  return {
-    child,
-    stdout,
-    stderr: () => stderr,
-    api: /API {12}(http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1] ?? '',
-    stop: async () => {
-      child.kill('SIGINT');
-      return exited;
-    },
-  };
-}
+const startServe = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serve> => startServeProcess(args, { cwd: work, children, env });
 
 /** What npm start runs, with free ports. */
 // the demo's built-in gateways (15443-15445) and workloads (127.0.{1,2,3}.x) listen on fixed addresses: left out here

@@ -3,7 +3,7 @@
  * and CA). This is the one test file that runs the demo's fixed addresses: the gateways on 127.0.0.1:15443-15445 and
  * the workloads on 127.0.{1,2,3}.x; other tests running serve on the demo file pass --no-gateways --no-workloads.
  */
-import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { register, XdsChannelCredentials } from '@grpc/grpc-js-xds';
 import { afterAll, describe, expect, it } from 'vitest';
 import { echo, echoClient, type EchoClient, type EchoReply } from '../../src/sim/echo.js';
-import { MESHFED_CLI } from '../cli/meshfed-bin.js';
+import { cleanEnv, startServe, type Serve } from '../cli/meshfed-bin.js';
 import { WAIT_MS } from './helpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -29,48 +29,8 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MESHFED_') && key !== 'GRPC_XDS_BOOTSTRAP')), ...extra };
-}
-
-interface Serve {
-  stdout: string;
-  output: () => string;
-  stop: () => Promise<number | null>;
-}
-
-async function startDemo(): Promise<Serve> {
-  const args = ['serve', '--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [...MESHFED_CLI, ...args], { cwd: work, env: cleanEnv({ MESHFED_LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  await new Promise<void>((done, fail) => {
-    const timer = setTimeout(() => {
-      fail(new Error(`serve printed no summary within 60 s: ${stderr}`));
-    }, 60_000);
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (stdout.includes('Ctrl-C stops')) {
-        clearTimeout(timer);
-        done();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`serve exited early with ${String(code)}: ${stderr}`));
-    });
-  });
-  const exited = new Promise<number | null>((done) => child.once('exit', done));
-  return {
-    stdout,
-    output: () => stdout + stderr,
-    stop: () => {
-      child.kill('SIGINT');
-      return exited;
-    },
-  };
+function startDemo(): Promise<Serve> {
+  return startServe(['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'], { cwd: work, children });
 }
 
 /** A proxyless client standing in `cluster`, with the bootstrap serve wrote for it. */

@@ -12,16 +12,29 @@ export const RCODE_LABELS = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTI
 export const DROP_REASONS = ['malformed', 'response', 'tcp-limit', 'send-error', 'internal-error'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-const TYPE_INDEX = new Map<number, number>([
-  [1, 0],
-  [28, 1],
-  [33, 2],
-  [6, 3],
-  [2, 4],
-  [255, 5],
-]);
 const OTHER = TYPE_LABELS.indexOf('other');
-export const NO_TYPE = -1;
+/** the type label of a message whose question could not be read */
+export const NO_TYPE = TYPE_LABELS.indexOf('none');
+
+/** the index in TYPE_LABELS of a query type (a number, as on the wire) */
+export function typeIndex(qtype: number): number {
+  switch (qtype) {
+    case 1:
+      return 0;
+    case 28:
+      return 1;
+    case 33:
+      return 2;
+    case 6:
+      return 3;
+    case 2:
+      return 4;
+    case 255:
+      return 5;
+    default:
+      return OTHER;
+  }
+}
 
 export class DnsStats {
   /** [type label][rcode] */
@@ -31,10 +44,10 @@ export class DnsStats {
   tcpConnections = 0;
   tcpActive = 0;
 
-  /** qtype NO_TYPE: no question could be read */
-  query(qtype: number, rcode: number): void {
-    const type = qtype === NO_TYPE ? TYPE_LABELS.length - 1 : (TYPE_INDEX.get(qtype) ?? OTHER);
-    this.queries[type * RCODE_LABELS.length + rcode] = (this.queries[type * RCODE_LABELS.length + rcode] ?? 0) + 1;
+  /** type: an index in TYPE_LABELS (typeIndex of the query type, or NO_TYPE) */
+  query(type: number, rcode: number): void {
+    const index = type * RCODE_LABELS.length + rcode;
+    this.queries[index] = (this.queries[index] ?? 0) + 1;
   }
 
   drop(reason: DropReason): void {

@@ -1,9 +1,9 @@
 /**
  * From a query message to its answer message, without sockets. The hot path never decodes with dns-packet: it
  * reads the header and the question itself (and walks the other sections for an EDNS OPT record), looks the
- * lowercased wire name up, and copies an answer that dns-packet encoded once for that (name, query kind, EDNS or
- * not), patching the ID, the RD and CD bits, the question (so the client's case and type come back as sent), the
- * owner names equal to the question (same case) and the DO bit. Negative answers (NXDOMAIN, REFUSED, ...) are
+ * lowercased wire name up (zone.ts's NameTable), and copies an answer that dns-packet encoded once for that (name,
+ * query kind, EDNS or not) out of the zone's AnswerCache, patching the ID, the RD and CD bits, the question (so the
+ * client's case and type come back as sent), the owner names equal to the question (same case) and the DO bit. Negative answers (NXDOMAIN, REFUSED, ...) are
  * header + the query's own question + a pre-encoded SOA + OPT, put together per query, so unknown names cache
  * nothing. A zone change replaces the index, and with it every cached answer.
  *
@@ -16,8 +16,8 @@
  * and for responses.
  */
 import { AUTHORITATIVE_ANSWER, TRUNCATED_RESPONSE, encode, type Answer, type OptAnswer, type Packet } from 'dns-packet';
-import { NO_TYPE, type DnsStats } from './metrics.js';
-import { hashWire, type CachedAnswer, type Zone, type ZoneIndex, type ZoneNode } from './zone.js';
+import { NO_TYPE, typeIndex, type DnsStats } from './metrics.js';
+import { CACHE_SLOTS, HASH_SEED, hashStep, type CachedAnswer, type Zone, type ZoneIndex, type ZoneNode } from './zone.js';
 
 const TYPE_A = 1;
 const TYPE_NS = 2;
@@ -43,9 +43,13 @@ const BADVERS = 16;
 const CLASSIC_UDP_LIMIT = 512;
 const TCP_LIMIT = 65535;
 
-/** answers are cached per query kind: these types, everything else shares one NODATA (its type patched in) */
-const CACHED_TYPES = new Set([TYPE_A, TYPE_AAAA, TYPE_SRV, TYPE_SOA, TYPE_NS, TYPE_ANY]);
+/**
+ * Answers are cached per query kind: the types of metrics' TYPE_LABELS, by their index there (A, AAAA, SRV, SOA, NS,
+ * ANY), and everything else (index 6, 'other') sharing one NODATA, its type patched in: the answer cache's slot is
+ * the node's number × CACHE_SLOTS + the kind's index × 2, + 1 with EDNS.
+ */
 const OTHER_TYPES = 0;
+const KIND_TYPES = [TYPE_A, TYPE_AAAA, TYPE_SRV, TYPE_SOA, TYPE_NS, TYPE_ANY, OTHER_TYPES] as const;
 
 export interface ResponderOptions {
   /** the UDP payload size advertised in our OPT record and the most a UDP answer may take (default 1232) */
@@ -56,11 +60,14 @@ export interface ResponderOptions {
 /** The fields of the query being answered; one object, reused (answering is synchronous). */
 interface Query {
   qtype: number;
+  /** the index of qtype in metrics' TYPE_LABELS */
+  type: number;
   /** the question section (name, type, class) ends here; the name starts at 12 */
   questionEnd: number;
   nameEnd: number;
-  /** the lowercased name's key length in the scratch buffer (the wire name without its final zero) */
+  /** the lowercased name's key length in the scratch buffer (the wire name without its final zero), and its hashWire */
   keyLength: number;
+  hash: number;
   mixedCase: boolean;
   edns: boolean;
   payloadSize: number;
@@ -86,7 +93,7 @@ export class Responder {
   readonly #maxUdp: number;
   readonly #stats: DnsStats;
   readonly #scratch = Buffer.alloc(256);
-  readonly #q: Query = { qtype: 0, questionEnd: 0, nameEnd: 0, keyLength: 0, mixedCase: false, edns: false, payloadSize: 0, ednsVersion: 0, dnssecOk: false };
+  readonly #q: Query = { qtype: 0, type: 0, questionEnd: 0, nameEnd: 0, keyLength: 0, hash: 0, mixedCase: false, edns: false, payloadSize: 0, ednsVersion: 0, dnssecOk: false };
   #index: ZoneIndex;
 
   constructor(index: ZoneIndex, options: ResponderOptions) {
@@ -120,46 +127,38 @@ export class Responder {
     if (q.qtype === TYPE_OPT) return this.#negative(msg, FORMERR, false, undefined, tcp);
     const qclass = msg.readUInt16BE(q.questionEnd - 2);
     if ((qclass !== CLASS_IN && qclass !== CLASS_ANY) || q.qtype === TYPE_AXFR || q.qtype === TYPE_IXFR) return this.#negative(msg, REFUSED, false, undefined, tcp);
-    const node = this.#lookup();
-    if (!node) {
+    const index = this.#index;
+    const number = index.table.find(this.#scratch, q.keyLength, q.hash);
+    if (number < 0) {
       const zone = this.#zoneOf(this.#scratch.toString('latin1', 0, q.keyLength));
       return zone ? this.#negative(msg, NXDOMAIN, true, zone.soaRecord, tcp) : this.#negative(msg, REFUSED, false, undefined, tcp);
     }
-    const kind = (CACHED_TYPES.has(q.qtype) ? q.qtype : OTHER_TYPES) * 2 + (q.edns ? 1 : 0);
-    let cached = node.cache.get(kind);
-    if (!cached) {
-      cached = this.#encode(node, CACHED_TYPES.has(q.qtype) ? q.qtype : OTHER_TYPES, q.edns);
-      node.cache.set(kind, cached);
+    const slot = number * CACHE_SLOTS + q.type * 2 + (q.edns ? 1 : 0);
+    const answers = index.answers;
+    let answer = answers.find(slot);
+    if (answer < 0) {
+      const node = index.table.nodes[number];
+      if (!node) return undefined; // cannot happen: find returns a node's number
+      answer = answers.add(slot, this.#encode(node, KIND_TYPES[q.type] ?? OTHER_TYPES, q.edns));
     }
-    const full = cached.full.length <= this.#limit(tcp);
-    const source = full ? cached.full : cached.truncated;
-    if (!full) this.#stats.truncated++;
-    // Buffer#copy costs more than a loop for the few bytes copied here; Uint8Array#set of a whole buffer does not
-    const out = Buffer.allocUnsafe(source.length);
-    out.set(source);
+    const truncated = answers.length(answer, false) > this.#limit(tcp);
+    if (truncated) this.#stats.truncated++;
+    const start = answers.start(answer, truncated);
+    const length = answers.length(answer, truncated);
+    const bytes = answers.bytes;
+    // the query's ID, RD and CD and question (its case, its type); the rest as stored
+    const out = Buffer.allocUnsafe(length);
     out[0] = msg[0] ?? 0;
     out[1] = msg[1] ?? 0;
-    out[2] = (source[2] ?? 0) | ((msg[2] ?? 0) & 0x01);
-    out[3] = (source[3] ?? 0) | ((msg[3] ?? 0) & 0x10);
+    out[2] = (bytes[start + 2] ?? 0) | ((msg[2] ?? 0) & 0x01);
+    out[3] = (bytes[start + 3] ?? 0) | ((msg[3] ?? 0) & 0x10);
+    for (let i = 4; i < 12; i++) out[i] = bytes[start + i] ?? 0;
     for (let i = 12; i < q.questionEnd; i++) out[i] = msg[i] ?? 0;
-    if (q.mixedCase && full) for (const offset of cached.ownerOffsets) for (let i = 12; i < q.nameEnd; i++) out[offset - 12 + i] = msg[i] ?? 0;
-    if (q.edns && q.dnssecOk) out[out.length - 4] = (out[out.length - 4] ?? 0) | 0x80;
-    this.#stats.query(q.qtype, cached.rcode);
+    for (let i = q.questionEnd; i < length; i++) out[i] = bytes[start + i] ?? 0;
+    if (q.mixedCase && !truncated) for (const offset of answers.ownerOffsets(answer)) for (let i = 12; i < q.nameEnd; i++) out[offset - 12 + i] = msg[i] ?? 0;
+    if (q.edns && q.dnssecOk) out[length - 4] = (out[length - 4] ?? 0) | 0x80;
+    this.#stats.query(q.type, answers.rcode(answer));
     return out;
-  }
-
-  #lookup(): ZoneNode | undefined {
-    const length = this.#q.keyLength;
-    const scratch = this.#scratch;
-    const candidates = this.#index.byHash.get(hashWire(scratch, length));
-    if (!candidates) return undefined;
-    for (const node of candidates) {
-      if (node.wire.length - 1 !== length) continue;
-      let i = 0;
-      while (i < length && node.wire[i] === scratch[i]) i++;
-      if (i === length) return node;
-    }
-    return undefined;
   }
 
   #limit(tcp: boolean): number {
@@ -186,6 +185,7 @@ export class Responder {
     const scratch = this.#scratch;
     let offset = 12;
     let mixed = false;
+    let hash = HASH_SEED;
     for (;;) {
       const label = msg[offset];
       if (label === undefined) return 'formerr';
@@ -193,20 +193,25 @@ export class Responder {
       // a pointer or an extended label type has no place in the question at offset 12
       if (label > 63 || offset + 1 + label > length || offset - 12 + label + 2 > 255) return 'formerr';
       scratch[offset - 12] = label;
+      hash = hashStep(hash, label);
       for (let i = offset + 1; i <= offset + label; i++) {
-        const byte = msg[i] ?? 0;
+        let byte = msg[i] ?? 0;
         if (byte >= 0x41 && byte <= 0x5a) {
-          scratch[i - 12] = byte | 0x20;
+          byte |= 0x20;
           mixed = true;
-        } else scratch[i - 12] = byte;
+        }
+        scratch[i - 12] = byte;
+        hash = hashStep(hash, byte);
       }
       offset += label + 1;
     }
     q.keyLength = offset - 12;
+    q.hash = hash;
     q.nameEnd = offset + 1;
     q.mixedCase = mixed;
     if (q.nameEnd + 4 > length) return 'formerr';
     q.qtype = msg.readUInt16BE(q.nameEnd);
+    q.type = typeIndex(q.qtype);
     q.questionEnd = q.nameEnd + 4;
     q.edns = false;
     // answer and authority records have no business in a query, but are tolerated; additional: OPT, once
@@ -264,7 +269,7 @@ export class Responder {
       offset += authority.length;
     }
     if (q.edns) writeOpt(out, offset, this.#maxUdp, rcode >> 4, q.dnssecOk);
-    this.#stats.query(q.qtype, rcode);
+    this.#stats.query(q.type, rcode);
     return out;
   }
 

@@ -13,6 +13,7 @@ import { VipAllocator } from '../dns/vip-allocator.js';
 import { startAdsServer, type AdsServerHandle } from '../xds/ads-server.js';
 import { FederationXds } from '../xds/federation-provider.js';
 import { XdsMetrics } from '../xds/metrics.js';
+import type { DrillService } from '../drills/runner.js';
 import { createApiServer, type ApiServer, type RunningApi } from './server.js';
 
 export interface ManagerOptions {
@@ -41,6 +42,8 @@ export interface ManagerOptions {
   virtualDestinations?: VirtualDestinations;
   /** the VIPs of virtual destinations' hostnames, if the caller opened them already (default: the state dir's) */
   vips?: VipAllocator;
+  /** runs failover drills for /api/v1/drills */
+  drills?: DrillService;
 }
 
 export interface XdsOptions {
@@ -151,6 +154,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     ...(provider ? { xds: provider } : {}),
     virtualDestinations,
     vips: (hostname) => vips.vipsOf(hostname),
+    ...(options.drills ? { drills: options.drills } : {}),
   });
   const unsubscribeVds = provider ? virtualDestinations.subscribe(() => {
         provider.setVirtualDestinations(virtualDestinations.list());

@@ -11,6 +11,8 @@ import type { VirtualDestinations } from '../store/virtual-destinations.js';
 import type { FederationXds } from '../xds/federation-provider.js';
 import { bearerAuth } from './auth.js';
 import { clustersRouter } from './clusters.js';
+import type { DrillService } from '../drills/runner.js';
+import { drillsRouter } from './drills.js';
 import { ApiError, sendError } from './errors.js';
 import { virtualDestinationsRouter } from './virtual-destinations.js';
 import { xdsRouter } from './xds.js';
@@ -43,6 +45,8 @@ export interface ApiServerOptions {
   virtualDestinations?: VirtualDestinations;
   /** the VIPs meshfed's DNS gives virtual destinations' hostnames */
   vips?: (hostname: string) => Vips | undefined;
+  /** runs failover drills, for /api/v1/drills */
+  drills?: DrillService;
 }
 
 export interface RunningApi {
@@ -151,6 +155,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     );
   }
   if (options.xds) v1.use(xdsRouter(options.xds));
+  if (options.drills) v1.use(drillsRouter(options.drills, limit));
   v1.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));
   });

@@ -18,7 +18,7 @@ export class ApiCallError extends Error {}
 
 const errorView = z.object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) });
 
-interface Connection {
+export interface Connection {
   server: URL;
   token: string;
 }

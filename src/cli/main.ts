@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
 import { caCommand } from './ca.js';
 import { clusterCommand } from './cluster.js';
+import { drillCommand } from './drill.js';
 import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
@@ -18,6 +19,7 @@ function program(): Command {
     .addCommand(caCommand())
     .addCommand(clusterCommand())
     .addCommand(vdCommand())
+    .addCommand(drillCommand())
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
     .addCommand(xdsCommand())

@@ -12,6 +12,8 @@ import { DEFAULT_IPV4_CIDR, VipAllocator } from '../dns/vip-allocator.js';
 import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../gateway/embedded.js';
 import { startEmbeddedFederation, type EmbeddedFederation } from '../sim/embedded-federation.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
+import { embeddedWorld } from '../drills/embedded-world.js';
+import { DrillRunner } from '../drills/runner.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
 import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
 import { VirtualDestinations } from '../store/virtual-destinations.js';
@@ -188,12 +190,14 @@ export function serveCommand(): Command {
       if (!serverCluster) throw new UsageError('no cluster has an intermediate yet: give --cluster NAME');
 
       const token = loadOrCreateApiToken(stateDir);
+      const drills = new DrillRunner(log);
       const metrics = new PromRegistry();
       collectDefaultMetrics({ register: metrics });
       const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
       let manager: Manager;
       try {
         manager = await startManager({
+          drills,
           stateDir,
           token: token.token,
           logger: log,
@@ -266,6 +270,17 @@ export function serveCommand(): Command {
           await Promise.allSettled([manager.close(), service.close(), dns.close()]);
           throw new Error(`${(error as Error).message} (another process on that address? serve --no-workloads runs without them)`, { cause: error });
         }
+        drills.attach(
+          embeddedWorld({
+            registry: manager.registry,
+            provider: manager.xds?.provider,
+            staticSources: manager.staticSources,
+            virtualDestinations: manager.virtualDestinations,
+            gateways,
+            federation: workloads,
+            logger: log,
+          }),
+        );
       }
       const sync = setInterval(() => {
         try {
@@ -305,7 +320,7 @@ export function serveCommand(): Command {
       lines.push(
         `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
       );
-      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/virtualdestinations, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
+      lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/virtualdestinations, /api/v1/drills, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
       } else {
@@ -314,14 +329,13 @@ export function serveCommand(): Command {
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(
         '',
-        '  not built yet: drills',
-        '',
         '  try:',
         ...(token.from === 'env' ? [] : [`    export ${API_TOKEN_ENV}=$(cat ${shown(token.path ?? '')})`]),
         `    npx meshfed cluster list${serverFlag}`,
         `    npx meshfed vd list${serverFlag}`,
         ...(manager.registry.list()[0] ? [`    npx meshfed cluster get ${manager.registry.list()[0]?.name ?? ''}${serverFlag} -o yaml`] : []),
         ...dumpHint(manager, serverFlag),
+        ...(workloads ? [`    npx meshfed drill run scenarios/region-outage.yaml${serverFlag} --report drill-report`] : []),
         `    curl -s ${manager.api.url}/metrics | grep meshfed_cluster_state`,
         `    npx meshfed ca status --state-dir ${stateDir}`,
         `    npx meshfed ca bundle --state-dir ${stateDir} --format spiffe`,
@@ -338,7 +352,7 @@ export function serveCommand(): Command {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
           unsubscribeZone();
-          const stopped = workloads ? workloads.close() : Promise.resolve();
+          const stopped = drills.close().then(() => workloads?.close());
           void Promise.allSettled([stopped.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });

@@ -16,6 +16,17 @@
  *   fails fast and says why; a client that is not TLS is just closed.
  * Logs carry addresses, server names, reasons and byte counts, never payload.
  *
+ * Faults, for failover drills (the gateway's clients and meshfed are told nothing):
+ * - a killed gateway is `close`d (listener closed, every connection destroyed: clients see resets, then refused
+ *   connects) and `reopen`ed on the same address and port, with the same routes, settings and metrics;
+ * - a `partition` cuts the network between the gateway and its clients: no byte moves either way. Loopback cannot
+ *   drop SYNs without privileges, so the kernel still completes TCP handshakes, but a new connection is held
+ *   unread and unanswered (no ClientHello timeout runs: the gateway never saw it); live connections stop being read
+ *   on both sides, so nothing is forwarded either way and the kernel buffers fill. Clients see calls time out, as
+ *   behind a real partition. Healing resumes everything, and the held connections are served as if their packets
+ *   had just arrived. What the gateway decides on its own meanwhile (an endpoint closing, a timeout already
+ *   running) still reaches the client at once.
+ *
  * How, cheaply (issue 5): one Connection object per client and one set of listener functions shared by every
  * connection (each socket carries its connection), no pipe(): each chunk is written to the other side as it arrives,
  * with backpressure (pause on a full write, resume on 'drain') and each side's FIN passed on. The hello and connect
@@ -79,6 +90,11 @@ export interface GatewayHandle {
   drain(deadlineMs: number): Promise<void>;
   /** closes everything at once */
   close(): Promise<void>;
+  /** after `close` (a gateway killed by a drill): listens again on the same address and port, same routes, settings and metrics */
+  reopen(): Promise<void>;
+  /** a drill's network partition between the gateway and its clients (see the module comment); false heals it */
+  partition(partitioned: boolean): void;
+  partitioned(): boolean;
 }
 
 const ALERT_UNRECOGNIZED_NAME = 112;
@@ -232,7 +248,8 @@ function onClientEnd(this: Tagged): void {
 }
 
 function onClientDrain(this: Tagged): void {
-  this[CONNECTION]?.upstream?.resume();
+  const c = this[CONNECTION];
+  if (c !== undefined && !c.gateway.partitioned) c.upstream?.resume();
 }
 
 function onClientClose(this: Tagged): void {
@@ -261,7 +278,8 @@ function onUpstreamEnd(this: Tagged): void {
 }
 
 function onUpstreamDrain(this: Tagged): void {
-  this[CONNECTION]?.client.resume();
+  const c = this[CONNECTION];
+  if (c !== undefined && !c.gateway.partitioned) c.client.resume();
 }
 
 function onUpstreamError(this: Tagged, err: Error): void {
@@ -324,6 +342,10 @@ class Gateway {
   readonly sweeper: NodeJS.Timeout;
   draining = false;
   drained: (() => void) | undefined = undefined;
+  /** a drill's partition: no byte moves between the gateway and its clients */
+  partitioned = false;
+  /** connections accepted while partitioned, unread until it heals, with their 'close' listener */
+  readonly held = new Map<Socket, () => void>();
 
   constructor(options: GatewayOptions) {
     this.routes = options.routes;
@@ -359,6 +381,10 @@ class Gateway {
   }
 
   accept(socket: Socket): void {
+    if (this.partitioned) {
+      this.hold(socket);
+      return;
+    }
     const client = socket as Tagged;
     const now = performance.now();
     const c = new Connection(this, client, now);
@@ -471,8 +497,9 @@ class Gateway {
     if (c.pending !== undefined) {
       for (const chunk of c.pending) upstream.write(chunk);
       c.pending = undefined;
-      if (c.pendingBytes > MAX_PENDING_BYTES) client.resume();
+      if (c.pendingBytes > MAX_PENDING_BYTES && !this.partitioned) client.resume();
     }
+    if (this.partitioned) upstream.pause();
     if (c.clientEnded) upstream.end();
     if (this.leastConnections) {
       const target = targetAt(c, c.tried - 1);
@@ -551,6 +578,42 @@ class Gateway {
       c.client.destroy();
       c.upstream?.destroy();
     }
+    for (const socket of this.held.keys()) socket.destroy();
+  }
+
+  /** a connection that arrived during a partition: unread, unanswered, until it heals or the client gives up */
+  hold(socket: Socket): void {
+    socket.pause();
+    socket.on('error', ignore);
+    const forget = (): void => {
+      this.held.delete(socket);
+    };
+    socket.once('close', forget);
+    this.held.set(socket, forget);
+  }
+
+  setPartitioned(partitioned: boolean): void {
+    if (partitioned === this.partitioned) return;
+    this.partitioned = partitioned;
+    for (const c of this.connections) {
+      if (partitioned) {
+        c.client.pause();
+        c.upstream?.pause();
+      } else {
+        c.client.resume();
+        c.upstream?.resume();
+      }
+    }
+    if (partitioned) return;
+    const held = [...this.held];
+    this.held.clear();
+    for (const [socket, forget] of held) {
+      socket.removeListener('close', forget);
+      socket.removeListener('error', ignore);
+      if (socket.destroyed) continue;
+      this.accept(socket);
+      socket.resume();
+    }
   }
 
   stopTimers(): void {
@@ -560,7 +623,8 @@ class Gateway {
   }
 }
 
-export async function startGateway(options: GatewayOptions): Promise<GatewayHandle> {
+/** A listening gateway: the Gateway and its server. */
+async function listen(options: GatewayOptions, port: number): Promise<{ gateway: Gateway; server: Server; port: number }> {
   const gateway = new Gateway(options);
   const { logger } = gateway;
   // half-open on both sides: a client may close its sending side (TLS close_notify, then FIN) and still read the
@@ -574,7 +638,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(options.port, options.host, () => {
+      server.listen(port, options.host, () => {
         server.off('error', reject);
         resolve();
       });
@@ -584,8 +648,15 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
     throw error;
   }
   const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
-  logger.info({ host: options.host, port }, 'gateway listening');
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  logger.info({ host: options.host, port: bound }, 'gateway listening');
+  return { gateway, server, port: bound };
+}
+
+export async function startGateway(options: GatewayOptions): Promise<GatewayHandle> {
+  let { gateway, server, port } = await listen(options, options.port);
+  const { logger } = gateway;
+  let closed = false;
 
   return {
     host: options.host,
@@ -615,6 +686,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
       }),
     close: () =>
       new Promise<void>((resolve) => {
+        closed = true;
         gateway.draining = true;
         gateway.closeAll();
         gateway.stopTimers();
@@ -622,5 +694,16 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayHand
           resolve();
         });
       }),
+    reopen: async () => {
+      if (!closed) return;
+      ({ gateway, server, port } = await listen(options, port));
+      closed = false;
+    },
+    partition: (partitioned) => {
+      if (partitioned === gateway.partitioned) return;
+      gateway.setPartitioned(partitioned);
+      logger.warn({ host: options.host, port }, partitioned ? 'gateway: partitioned from its clients (drill)' : 'gateway: partition healed (drill)');
+    },
+    partitioned: () => gateway.partitioned,
   };
 }

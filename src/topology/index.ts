@@ -24,6 +24,7 @@ export {
   virtualDestinationBackends,
   type BackendCluster,
   type VirtualDestinationAssignment,
+  type VirtualDestinationDrain,
   type GroupPlacement,
   type TierReason,
   type PlacementReason,

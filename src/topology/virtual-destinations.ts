@@ -47,6 +47,19 @@
  * as in split horizon. Priorities are numbered from 0 without gaps. Two groups of one priority in the same locality
  * (two clusters of one zone split by weight, or merged by spill) get the sub_zone suffix `~CLUSTER[+CLUSTER…]` so the
  * (locality, priority) pair stays unique.
+ *
+ * **Drains** (failover drills, maintenance). A drain names a cluster, a region and/or a zone (every field it names
+ * must match the endpoint: its cluster; the region and zone of its locality). A HEALTHY backend endpoint that a drain
+ * matches is sent DRAINING instead, before anything else is decided, so it counts as not healthy everywhere above
+ * (tier health, spill, weights, the gateways standing for it). Marking rather than leaving out is the choice: the
+ * address stays in the assignment, so clients stop picking it for new calls while calls in flight on their open
+ * connections finish (grpc drops DRAINING endpoints from its pick list as it does UNHEALTHY ones, and closes the
+ * connection gracefully; Envoy likewise excludes DRAINING hosts from balancing), and a drained tier fails over as
+ * an unhealthy one does. A gateway standing only for drained endpoints has no HEALTHY endpoint behind it, so split
+ * horizon's rule sends it UNHEALTHY with weight 1: not picked either. An endpoint already UNHEALTHY or DRAINING
+ * stays as it is. A drain that names nothing matches nothing. Gateways' own views (gateway-targets.ts) are not
+ * drained: a gateway keeps forwarding whatever still reaches it (a client yet to hear of the drain, a connection in
+ * flight) to its workloads, which keep running, so a drain never refuses a call.
  */
 import type { Locality } from '../model/locality.js';
 import { vdTargetPort, type Failover, type FailoverOrderEntry, type VirtualDestination, type VirtualDestinationBackend } from '../model/virtual-destination.js';
@@ -85,6 +98,26 @@ export interface VirtualDestinationAssignment {
   assignment: LoadAssignment;
   /** one per `assignment.groups` entry, in the same order */
   placements: GroupPlacement[];
+}
+
+/** Where a drain takes a virtual destination's endpoints out: every field given must match. */
+export interface VirtualDestinationDrain {
+  cluster?: string;
+  region?: string;
+  zone?: string;
+}
+
+/** Whether `drain` matches `candidate` (a drain that names nothing matches nothing). */
+const matchesDrain = (drain: VirtualDestinationDrain, c: Candidate): boolean =>
+  (drain.cluster !== undefined || drain.region !== undefined || drain.zone !== undefined) &&
+  (drain.cluster === undefined || drain.cluster === c.cluster) &&
+  (drain.region === undefined || drain.region === c.locality.region) &&
+  (drain.zone === undefined || drain.zone === c.locality.zone);
+
+/** The candidates with every HEALTHY one that a drain matches made DRAINING (new objects: candidates are shared). */
+function drained(candidates: Candidate[], list: readonly VirtualDestinationDrain[]): Candidate[] {
+  if (list.length === 0) return candidates;
+  return candidates.map((c) => (c.health === 'HEALTHY' && list.some((d) => matchesDrain(d, c)) ? { ...c, health: 'DRAINING' } : c));
 }
 
 interface Rank {
@@ -281,11 +314,18 @@ interface Output {
 
 /**
  * The assignment `proxy` should see for virtual destination `vd` on its port `port` (a VD port number; a port
- * the VD does not have gives an empty assignment), with the rule behind each group. See the module comment.
+ * the VD does not have gives an empty assignment), with the rule behind each group, and the endpoints `drains` match
+ * DRAINING. See the module comment.
  */
-export function virtualDestinationAssignment(snapshot: FederatedSnapshot, vd: VirtualDestination, port: number, proxy: ProxyView): VirtualDestinationAssignment {
+export function virtualDestinationAssignment(
+  snapshot: FederatedSnapshot,
+  vd: VirtualDestination,
+  port: number,
+  proxy: ProxyView,
+  drains: readonly VirtualDestinationDrain[] = [],
+): VirtualDestinationAssignment {
   const vdPort = vd.ports.find((p) => p.number === port);
-  const candidates = vdPort ? backendCandidates(snapshot, vd.backends, vdTargetPort(vdPort)) : [];
+  const candidates = vdPort ? drained(backendCandidates(snapshot, vd.backends, vdTargetPort(vdPort)), drains) : [];
   const { failover } = vd;
   const ranking = failover.policy === 'priority' ? priorityRanking(failover.order ?? []) : localityRanking(failover, proxy.locality);
   const order: SlotOrder = { slot: (c) => `${c.cluster}\u0000${c.localityKey}`, rank: (c) => ranking(c).rank };

@@ -40,6 +40,7 @@ import {
   type LoadAssignment,
   type PlacementReason,
   type ProxyView,
+  type VirtualDestinationDrain,
 } from '../topology/index.js';
 import type { EncodedResource, NodeIdentity, ResourceProvider, ResourceSet } from './ads-server.js';
 import { TYPE_URL } from './envoy-protos.js';
@@ -188,6 +189,8 @@ export class FederationXds implements ResourceProvider {
   #vds: ReadonlyMap<string, VirtualDestination>;
   /** the virtual destinations changed since the last push: every resource may change */
   #vdsChanged = false;
+  /** virtual destination name → its drains (never an empty list) */
+  readonly #drains = new Map<string, readonly VirtualDestinationDrain[]>();
   readonly #listeners = new Set<(typeUrl: string, names?: ReadonlySet<string>) => void>();
   readonly #appliedListeners = new Set<(change: AppliedChange) => void>();
   readonly #caches = new Map<string, ViewCache>();
@@ -248,6 +251,26 @@ export class FederationXds implements ResourceProvider {
     this.#vds = vdMap(vds);
     this.#vdsChanged = true;
     this.#onChange({ services: [] });
+  }
+
+  /**
+   * Replaces the drains of virtual destination `name` (metadata.name; [] lifts them): clients are sent the
+   * endpoints they match DRAINING (see src/topology/virtual-destinations.ts), pushed like any change after the
+   * debounce window. A drain must name a cluster, a region or a zone; a name no virtual destination has yet is kept
+   * for when one has it.
+   */
+  setDrains(name: string, drains: readonly VirtualDestinationDrain[]): void {
+    const bad = drains.find((d) => d.cluster === undefined && d.region === undefined && d.zone === undefined);
+    if (bad) throw new Error(`a drain of virtual destination ${name} must name a cluster, a region or a zone`);
+    if (drains.length === 0) this.#drains.delete(name);
+    else this.#drains.set(name, Object.freeze(drains.map((d) => Object.freeze({ ...d }))));
+    // a VD's EDS resources are re-checked on every change (see #apply)
+    this.#onChange({ services: [`${VD_KEY_PREFIX}${name}`] });
+  }
+
+  /** The drains of virtual destination `name` now. */
+  drains(name: string): readonly VirtualDestinationDrain[] {
+    return this.#drains.get(name) ?? [];
   }
 
   /** Applies pending changes and announces them now instead of waiting for the debounce window. */
@@ -331,7 +354,7 @@ export class FederationXds implements ResourceProvider {
     const vd = this.#vds.get(entry.key);
     const cluster = outboundClusterName(entry.host, chosen);
     if (vd) {
-      const { assignment, placements } = virtualDestinationAssignment(this.#snapshot, vd, chosen, proxy);
+      const { assignment, placements } = virtualDestinationAssignment(this.#snapshot, vd, chosen, proxy, this.#drainsOf(entry.key));
       return { kind: 'virtual-destination', name: entry.name, host, port: chosen, cluster, assignment, reasons: placements.map((p) => p.reason) };
     }
     const assignment = loadAssignment(this.#snapshot, proxy, entry.key, chosen);
@@ -363,7 +386,10 @@ export class FederationXds implements ResourceProvider {
         resolve: (name) =>
           outbound(name, (t) => {
             const vd = this.#vds.get(t.service.key);
-            return encodeLoadAssignment(name, shape(vd ? virtualDestinationAssignment(snapshot, vd, t.port, proxy).assignment : loadAssignment(snapshot, proxy, t.service.key, t.port)));
+            return encodeLoadAssignment(
+              name,
+              shape(vd ? virtualDestinationAssignment(snapshot, vd, t.port, proxy, this.#drainsOf(t.service.key)).assignment : loadAssignment(snapshot, proxy, t.service.key, t.port)),
+            );
           }),
       };
     };
@@ -487,6 +513,11 @@ export class FederationXds implements ResourceProvider {
     );
     const services = [...catalog.services, ...vds].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
     return { services, byHost: new Map(services.map((s) => [s.host, s])), byKey: new Map(services.map((s) => [s.key, s])) };
+  }
+
+  /** The drains of the virtual destination of catalog key `key` (`vd:NAME`). */
+  #drainsOf(key: string): readonly VirtualDestinationDrain[] {
+    return this.#drains.get(key.slice(VD_KEY_PREFIX.length)) ?? [];
   }
 
   #outboundNames(): string[] {

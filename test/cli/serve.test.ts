@@ -43,7 +43,6 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
-    expect(stdout).toContain('not built yet: drills');
     expect(stdout).toMatch(/DNS {12}127\.0\.0\.1:\d+ \(UDP and TCP\): reviews\.global;/);
     expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 

@@ -1,0 +1,45 @@
+/**
+ * /api/v1/drills: POST a FailoverDrill document (the scenario file's YAML, as JSON) to run it against this manager's
+ * world → 202 with the run's id; GET /api/v1/drills/ID follows it (state, live progress, and the DrillResult once it
+ * ended); GET /api/v1/drills lists the runs of this process. One drill runs at a time (409 while one runs).
+ */
+import { Router, json } from 'express';
+import { DrillBusyError, DrillInputError, type DrillRunView, type DrillService } from '../drills/runner.js';
+import { ApiError, sendError } from './errors.js';
+
+export function drillsRouter(service: DrillService, bodyLimitBytes: number): Router {
+  const router = Router();
+  router
+    .route('/drills')
+    .get((_req, res) => {
+      res.json({ drills: service.list().map(({ result, ...run }) => ({ ...run, ...(result ? { passed: result.passed } : {}) })) });
+    })
+    .post(json({ limit: bodyLimitBytes, strict: true }), (req, res) => {
+      if (!req.is('application/json')) throw new ApiError(415, 'unsupported_media_type', 'send the FailoverDrill document as JSON, with Content-Type: application/json');
+      let run: DrillRunView;
+      try {
+        run = service.start(req.body);
+      } catch (error) {
+        if (error instanceof DrillInputError) throw new ApiError(400, 'invalid', error.message);
+        if (error instanceof DrillBusyError) throw new ApiError(409, 'conflict', error.message);
+        throw error;
+      }
+      res.status(202).location(`/api/v1/drills/${run.id}`).json(run);
+    })
+    .all((req, res) => {
+      res.set('Allow', 'GET, POST');
+      sendError(res, new ApiError(405, 'method_not_allowed', `${req.method} is not allowed on /api/v1/drills: use GET or POST`));
+    });
+  router
+    .route('/drills/:id')
+    .get((req, res) => {
+      const run = service.get(req.params.id);
+      if (!run) throw new ApiError(404, 'not_found', `no drill ${req.params.id.slice(0, 64)} in this manager`);
+      res.json(run);
+    })
+    .all((req, res) => {
+      res.set('Allow', 'GET');
+      sendError(res, new ApiError(405, 'method_not_allowed', `${req.method} is not allowed on a drill: use GET`));
+    });
+  return router;
+}

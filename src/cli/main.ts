@@ -54,4 +54,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// the command is done: what a library leaves open must not keep the process alive (grpc-js-xds keeps the xDS client of
+// every bootstrap a channel used, drills' clients included, for the process's whole life). Standard output and error
+// are pipes, files or terminals, all written synchronously on Linux, so nothing printed is lost.
+process.exit(code);

@@ -206,7 +206,8 @@ export function drillCommand(): Command {
         await embedded?.stop();
       }
       if (run.state === 'error' || run.result === undefined) throw new ApiCallError(`the drill could not run: ${run.error ?? 'no result'}`);
-      const result = run.result as DrillResult;
+      // the manager knows the scenario as a request body; the reports name its file
+      const result: DrillResult = { ...(run.result as DrillResult), scenario: file };
       process.stdout.write(summary(result));
       if (opts.report !== undefined) {
         const paths = writeDrillReports(result, opts.report);

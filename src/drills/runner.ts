@@ -62,7 +62,7 @@ export class DrillRunner implements DrillService {
     let scenario;
     try {
       // JSON is YAML: the document goes through the same parser and errors as a scenario file
-      scenario = parseScenario(JSON.stringify(document), 'request body');
+      scenario = parseScenario(JSON.stringify(document));
       checkScenarioAgainstWorld(scenario, world);
     } catch (error) {
       if (error instanceof ScenarioError) throw new DrillInputError(error.message);

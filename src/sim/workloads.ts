@@ -5,13 +5,17 @@
  * JSON saying which cluster, service and endpoint answered. An mTLS endpoint (the default) serves mTLS with the
  * SVID of its service account and requires the caller's; a plaintext one serves plaintext.
  *
- * Killing a workload stands for its process dying: the listening sockets close and every live connection is
- * destroyed, nothing drains. Starting it again binds the same address and port.
+ * Killing a workload stands for its process dying, as the wire shows it: every live TCP connection is reset (RST; no
+ * TLS close_notify, no HTTP/2 GOAWAY or RST_STREAM, so a gRPC client's calls in flight fail UNAVAILABLE, never
+ * CANCELLED) and the listening socket closes (new connections are refused). To hold the raw TCP sockets, the workload
+ * accepts its connections itself: a gRPC port's listener hands them to grpc-js through a connection injector (mTLS still
+ * ends in grpc-js, and the peer address is the caller's); an HTTP server's own `connection` event gives the raw socket
+ * under TLS. Starting it again binds the same address and port.
  */
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import { createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -98,8 +102,43 @@ function echoDefinition(): grpc.ServiceDefinition {
 interface RunningServer {
   /** what its health check says from now on (gRPC Health status, HTTP /healthz) */
   setServing(serving: boolean): void;
-  /** abrupt: listener and live connections destroyed */
+  /** abrupt: live connections reset, listener closed */
   kill(): Promise<void>;
+}
+
+/** The TCP connections a listener accepted, held as the kernel holds a process's sockets. */
+class Connections {
+  readonly #sockets = new Set<Socket>();
+
+  add(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+  }
+
+  /** Resets every connection now (before anything could say goodbye on it); resolves once all are closed. */
+  reset(): Promise<void> {
+    const closed = [...this.#sockets].map((socket) => new Promise<void>((resolve) => socket.once('close', () => { resolve(); })));
+    for (const socket of this.#sockets) if (!socket.destroyed) socket.resetAndDestroy();
+    return Promise.all(closed).then(() => undefined);
+  }
+}
+
+function listen(server: NetServer, port: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** The process dies: its connections reset first, then its listening socket closed. */
+async function die(server: NetServer, connections: Connections): Promise<void> {
+  const reset = connections.reset();
+  const closed = once(server, 'close');
+  server.close();
+  await Promise.all([reset, closed]);
 }
 
 async function startGrpcServer(spec: WorkloadSpec, port: number, identity: SimIdentity | undefined): Promise<RunningServer> {
@@ -115,23 +154,26 @@ async function startGrpcServer(spec: WorkloadSpec, port: number, identity: SimId
   health.addTo(server);
   // the same identity as CA and certificate provider: a renewed SVID or bundle reaches the server without a restart
   const credentials = identity ? grpc.experimental.createCertificateProviderServerCredentials(identity, identity, true) : grpc.ServerCredentials.createInsecure();
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(endpoint, credentials, (error) => {
-      if (!error) {
-        resolve();
-        return;
-      }
-      server.forceShutdown();
-      reject(error);
-    });
+  const injector = server.createConnectionInjector(credentials);
+  const connections = new Connections();
+  const listener = createNetServer((socket) => {
+    connections.add(socket);
+    injector.injectConnection(socket);
   });
+  try {
+    await listen(listener, port, spec.address);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
   return {
     setServing: (serving) => {
       for (const name of ['', ECHO_SERVICE_NAME]) health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
     },
-    kill: () => {
+    kill: async () => {
+      await die(listener, connections);
+      // nothing left to say anything to: this only releases grpc-js's server (and its certificate watchers)
       server.forceShutdown();
-      return Promise.resolve();
     },
   };
 }
@@ -165,19 +207,12 @@ async function startHttpServer(spec: WorkloadSpec, port: number, identity: SimId
   } else {
     server = createHttpServer(handler);
   }
-  const sockets = new Set<Socket>();
+  const connections = new Connections();
   server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    connections.add(socket);
   });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, spec.address, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, port, spec.address);
   } catch (error) {
     unsubscribe();
     throw error;
@@ -188,10 +223,7 @@ async function startHttpServer(spec: WorkloadSpec, port: number, identity: SimId
     },
     kill: async () => {
       unsubscribe();
-      const closed = once(server, 'close');
-      server.close();
-      for (const socket of sockets) socket.destroy();
-      await closed;
+      await die(server, connections);
     },
   };
 }
@@ -243,7 +275,7 @@ export class Workload {
     for (const s of this.#servers ?? []) s.setServing(serving);
   }
 
-  /** The process dies: listeners closed, live connections destroyed. */
+  /** The process dies: live connections reset, listeners closed. */
   async kill(): Promise<void> {
     const servers = this.#servers;
     this.#servers = undefined;

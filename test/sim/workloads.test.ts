@@ -1,15 +1,16 @@
 /**
  * The simulated workloads as a client sees them: real gRPC (Echo + grpc.health.v1.Health) and HTTP servers on the
  * loopback addresses of a static cluster's endpoints, serving mTLS with SVIDs from their cluster's intermediate and
- * refusing callers without one; killed like a dying process (live connections cut, port closed) and started again.
+ * refusing callers without one; killed like a dying process (live connections reset, port closed) and started again.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +30,7 @@ let caller: StoredIdentity;
 let grpcPort: number;
 let httpPort: number;
 let plainPort: number;
+let plainGrpcPort: number;
 const workloads = new Map<string, Workload>();
 const clients: grpc.Client[] = [];
 
@@ -41,6 +43,8 @@ beforeAll(async () => {
   identities = new SimIdentities(authority, join(dir, 'sim'));
   caller = identities.get('lab-2', 'shop', 'frontend');
   [grpcPort, httpPort, plainPort] = await Promise.all([freePort('127.0.61.1'), freePort('127.0.61.2'), freePort('127.0.61.3')]);
+  do plainGrpcPort = await freePort('127.0.61.3');
+  while (plainGrpcPort === plainPort);
   const services = [
     staticServiceSchema.parse({
       namespace: 'shop',
@@ -60,7 +64,7 @@ beforeAll(async () => {
     staticServiceSchema.parse({
       namespace: 'shop',
       name: 'legacy',
-      ports: [{ name: 'http', port: plainPort }, { name: 'syslog', port: 514, protocol: 'UDP' }],
+      ports: [{ name: 'http', port: plainPort }, { name: 'syslog', port: 514, protocol: 'UDP' }, { name: 'grpc', port: plainGrpcPort }],
       endpoints: [{ address: '127.0.61.3', tlsMode: 'plaintext' }],
     }),
   ];
@@ -83,6 +87,50 @@ function reviewsClient(credentials: grpc.ChannelCredentials) {
   const c = echoClient(`127.0.61.1:${String(grpcPort)}`, credentials, { ...SNI_OPTION, 'grpc.use_local_subchannel_pool': 1 });
   clients.push(c);
   return c;
+}
+
+/** A grpc.health.v1.Health Watch of the Echo service on its own connection, and its first answer. */
+async function watchHealth(target: string, credentials = mtlsCredentials(caller.tls)): Promise<{ stream: grpc.ClientReadableStream<{ status: string }>; first: { status: string } }> {
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(HEALTH_PROTO_PATH, { keepCase: true, enums: String }));
+  const Health = (((pkg.grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject).Health as grpc.ServiceClientConstructor;
+  const health = new Health(target, credentials, { ...SNI_OPTION, 'grpc.use_local_subchannel_pool': 1 });
+  clients.push(health);
+  const stream = (health as unknown as { Watch(request: { service: string }): grpc.ClientReadableStream<{ status: string }> }).Watch({ service: ECHO_SERVICE_NAME });
+  const first = await new Promise<{ status: string }>((resolve, reject) => {
+    stream.once('data', resolve);
+    stream.once('error', reject);
+  });
+  return { stream, first };
+}
+
+/**
+ * An mTLS connection to a workload that the workload has answered on, so both ends are past the handshake: for a gRPC
+ * port (ALPN h2) its HTTP/2 SETTINGS, for an HTTP port the answer to `GET /healthz` on a kept-alive connection.
+ */
+async function answeredTls(port: number, host: string, protocol: 'h2' | 'http/1.1'): Promise<TLSSocket> {
+  const socket = tlsConnect({ host, port, servername: 'workload.sim.test', ALPNProtocols: [protocol], ...caller.tls, checkServerIdentity: () => undefined });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('data', () => { resolve(); });
+    socket.once('error', reject);
+    if (protocol === 'http/1.1') socket.write('GET /healthz HTTP/1.1\r\nhost: workload.sim.test\r\n\r\n');
+  });
+  return socket;
+}
+
+/** How the server ends a connection: 'end' for an orderly close (TLS close_notify or FIN), else the error's code (ECONNRESET for an RST). */
+function howItEnds(socket: TLSSocket): Promise<string> {
+  return new Promise((resolve) => {
+    socket.once('end', () => { resolve('end'); });
+    socket.once('error', (error: NodeJS.ErrnoException) => { resolve(error.code ?? error.message); });
+  });
+}
+
+/** A plain TCP connection attempt. */
+function tcpConnect(host: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host, port }, () => { resolve(socket); });
+    socket.once('error', reject);
+  });
 }
 
 function workload(id: string): Workload {
@@ -130,7 +178,12 @@ describe('simulated workloads', () => {
       },
       expect.objectContaining({ id: 'lab-1/shop/ratings/127.0.61.2', ports: [{ name: 'web', port: httpPort, protocol: 'http' }], spiffeId: 'spiffe://sim.test/ns/shop/sa/ratings' }),
       // a UDP port gets no server; a plaintext endpoint serves without TLS
-      expect.objectContaining({ id: 'lab-1/shop/legacy/127.0.61.3', ports: [{ name: 'http', port: plainPort, protocol: 'http' }], tlsMode: 'plaintext', spiffeId: '' }),
+      expect.objectContaining({
+        id: 'lab-1/shop/legacy/127.0.61.3',
+        ports: [{ name: 'http', port: plainPort, protocol: 'http' }, { name: 'grpc', port: plainGrpcPort, protocol: 'grpc' }],
+        tlsMode: 'plaintext',
+        spiffeId: '',
+      }),
     ]);
   });
 
@@ -148,15 +201,7 @@ describe('simulated workloads', () => {
     expect(String(unknown)).toContain('unknown service "no.such.Service"');
 
     // Watch: the current status at once, as grpc clients' health checking expects
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(HEALTH_PROTO_PATH, { keepCase: true, enums: String }));
-    const Health = (((pkg.grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject).Health as grpc.ServiceClientConstructor;
-    const health = new Health(target, mtlsCredentials(caller.tls), SNI_OPTION);
-    clients.push(health);
-    const stream = (health as unknown as { Watch(request: { service: string }): grpc.ClientReadableStream<{ status: string }> }).Watch({ service: ECHO_SERVICE_NAME });
-    const first = await new Promise<{ status: string }>((resolve, reject) => {
-      stream.once('data', resolve);
-      stream.once('error', reject);
-    });
+    const { stream, first } = await watchHealth(target);
     stream.cancel();
     expect(first.status).toBe('SERVING');
   });
@@ -181,20 +226,15 @@ describe('simulated workloads', () => {
     expect(plain.body).toMatchObject({ cluster: 'lab-1', service: 'legacy', peer: '' });
   });
 
-  it('kill: live connections are cut and the port refuses; start: the same address answers again', async () => {
+  it('kill: live connections are reset (no TLS close_notify) and the port refuses; start: the same address answers again', async () => {
     const ratingsWorkload = workload('lab-1/shop/ratings/127.0.61.2');
-    const live = tlsConnect({ host: '127.0.61.2', port: httpPort, ...caller.tls, checkServerIdentity: () => undefined });
-    await new Promise<void>((resolve, reject) => {
-      live.once('secureConnect', resolve);
-      live.once('error', reject);
-    });
-    const cut = new Promise<void>((resolve) => live.once('close', () => { resolve(); }));
     const client = reviewsClient(mtlsCredentials(caller.tls));
     await echo(client, 'before');
+    const cut = howItEnds(await answeredTls(httpPort, '127.0.61.2', 'http/1.1'));
 
     await ratingsWorkload.kill();
     await workload('lab-1/shop/reviews/127.0.61.1').kill();
-    await cut;
+    expect(await cut).toBe('ECONNRESET');
     expect(ratingsWorkload.running).toBe(false);
     await expect(get(ratings())).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     await expect(echo(client, 'while dead', 5_000)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
@@ -203,6 +243,35 @@ describe('simulated workloads', () => {
     await workload('lab-1/shop/reviews/127.0.61.1').start();
     expect((await get(ratings())).body.service).toBe('ratings');
     expect((await echo(reviewsClient(mtlsCredentials(caller.tls)), 'after')).cluster).toBe('lab-1');
+  });
+
+  it('kill, as a dying process looks on the wire: gRPC calls in flight fail UNAVAILABLE, never CANCELLED (mTLS or plaintext); the connection is reset (no GOAWAY, no close_notify); a new connection is refused; start serves again', async () => {
+    const reviews = workload('lab-1/shop/reviews/127.0.61.1');
+    const legacy = workload('lab-1/shop/legacy/127.0.61.3');
+    const target = `127.0.61.1:${String(grpcPort)}`;
+    const plainTarget = `127.0.61.3:${String(plainGrpcPort)}`;
+    // calls in flight: Health Watches that have had their first answer and wait for the next
+    const watches = await Promise.all([watchHealth(target), watchHealth(plainTarget, grpc.credentials.createInsecure())]);
+    const failed = watches.map(({ stream, first }) => {
+      expect(first.status).toBe('SERVING');
+      return new Promise<grpc.ServiceError>((resolve) => stream.once('error', resolve));
+    });
+    // an HTTP/2 connection the server has sent its SETTINGS on: what arrives next is whatever the kill sends
+    const cut = howItEnds(await answeredTls(grpcPort, '127.0.61.1', 'h2'));
+
+    await Promise.all([reviews.kill(), legacy.kill()]);
+    const errors = await Promise.all(failed);
+    expect(errors.map((e) => e.code)).toEqual([grpc.status.UNAVAILABLE, grpc.status.UNAVAILABLE]);
+    expect(await cut).toBe('ECONNRESET');
+    await expect(tcpConnect('127.0.61.1', grpcPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(tcpConnect('127.0.61.3', plainGrpcPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+
+    await Promise.all([reviews.start(), legacy.start()]);
+    expect([reviews.running, legacy.running]).toEqual([true, true]);
+    expect(await echo(reviewsClient(mtlsCredentials(caller.tls)), 'again')).toMatchObject({ endpoint: target, peer: 'spiffe://sim.test/ns/shop/sa/frontend' });
+    const plainClient = echoClient(plainTarget, grpc.credentials.createInsecure());
+    clients.push(plainClient);
+    expect(await echo(plainClient, 'plain again')).toMatchObject({ cluster: 'lab-1', endpoint: plainTarget, peer: '' });
   });
 
   it('writes each SVID owner-only where a file_watcher reads it, and a renewal reaches the running servers without a restart', async () => {

@@ -6,8 +6,21 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { clusterSchema } from './cluster.js';
-import { clusterNameSchema, hostSchema } from './names.js';
+import {
+  destinationSchema,
+  drillDurationTextSchema,
+  expectationSchema,
+  FAULT_KINDS,
+  failoverDrillSpecSchema,
+  FEDERATED_CLUSTER_STATES,
+  graceSchema,
+  stepSchema,
+  targetSpecSchema,
+  timeRefSchema,
+} from './failover-drill.js';
+import { clusterNameSchema, dnsLabelSchema, hostSchema } from './names.js';
 import { durationSchema, trustPolicySchema } from './trust-policy.js';
+import { failoverSchema, vdBackendSchema, vdHostnameSchema, virtualDestinationSchema } from './virtual-destination.js';
 
 export const CRD_GROUP = 'meshfed.io';
 export const CRD_VERSION = 'v1alpha1';
@@ -17,8 +30,7 @@ export interface JsonObject {
   [key: string]: JsonValue;
 }
 
-/** A cluster's state as the registry reports it: syncing → ready → stale → evicted. */
-export const FEDERATED_CLUSTER_STATES = ['syncing', 'ready', 'stale', 'evicted'] as const;
+export { FEDERATED_CLUSTER_STATES };
 
 /** Kubernetes object names that are DNS-1123 subdomains (Secrets among them). */
 const secretNameSchema = z
@@ -75,7 +87,83 @@ export const trustPolicyStatusSchema = z
   .describe('whether meshfed applies the policy');
 export type TrustPolicyStatus = z.infer<typeof trustPolicyStatusSchema>;
 
+export const virtualDestinationSpecSchema = virtualDestinationSchema.describe('a global hostname for services that run in many clusters, with its failover order; metadata.name is its name');
+export type VirtualDestinationSpec = z.infer<typeof virtualDestinationSpecSchema>;
+
+const vipsSchema = z.strictObject({ ipv4: z.ipv4(), ipv6: z.ipv6() }).describe('the addresses meshfed\'s DNS answers for the hostname');
+
+export const virtualDestinationStatusSchema = z
+  .strictObject({
+    endpoints: countSchema.describe('backend endpoints that serve a port of the virtual destination, over every cluster'),
+    healthy: countSchema.describe('how many of them are healthy'),
+    clusters: z
+      .array(
+        z.strictObject({
+          cluster: clusterNameSchema,
+          services: z.array(z.string()).describe('namespace/name of the services selected that have one of its target ports'),
+          endpoints: countSchema,
+          healthy: countSchema,
+        }),
+      )
+      .describe('where the backends are, cluster by cluster'),
+    vips: vipsSchema.optional(),
+    message: z.string().optional().describe('why it has no endpoints, when it has none'),
+    observedGeneration: countSchema.optional().describe('the metadata.generation the status is about'),
+  })
+  .describe('the backends meshfed finds for the virtual destination');
+export type VirtualDestinationStatus = z.infer<typeof virtualDestinationStatusSchema>;
+
+export const FAILOVER_DRILL_STATES = ['running', 'passed', 'failed', 'error'] as const;
+
+const millisecondsSchema = z.number().min(0);
+
+export const failoverDrillStatusSchema = z
+  .strictObject({
+    state: z.enum(FAILOVER_DRILL_STATES).describe('running; passed or failed (every expectation held, or not); error: the drill could not run'),
+    reason: z.string().optional().describe('why the drill could not run, when it could not'),
+    observedGeneration: countSchema.optional().describe('the metadata.generation the status is about'),
+    startedAt: timestampSchema.optional(),
+    durationSeconds: z.number().min(0).optional().describe('how long it ran'),
+    passed: z.boolean().optional().describe('every expectation held'),
+    expectations: z
+      .array(z.strictObject({ name: z.string().describe('what it expected, in words'), passed: z.boolean(), detail: z.string().describe('what was measured against it') }))
+      .optional(),
+    shifts: z
+      .array(
+        z.strictObject({
+          stream: dnsLabelSchema.describe('the traffic stream'),
+          fault: dnsLabelSchema.describe('the step that caused the shift'),
+          timeToDetectMs: millisecondsSchema.optional().describe('until the first request served by the new tier, or the first failure'),
+          timeToShiftMs: millisecondsSchema.optional().describe('until 95% of a second\'s requests were on the new tier'),
+          failedDuringShift: countSchema.describe('requests that failed between the fault and the shift'),
+          timeToFailBackMs: millisecondsSchema.optional().describe('for a restore: until 95% were back on the first tier'),
+        }),
+      )
+      .optional()
+      .describe('what each fault\'s shift took, per stream, in milliseconds from the fault'),
+  })
+  .describe('the drill\'s last run, as its JSON report carries it');
+export type FailoverDrillStatus = z.infer<typeof failoverDrillStatusSchema>;
+
+const patternOf = (schema: z.ZodType): string => {
+  const pattern = z.toJSONSchema(schema).pattern;
+  if (pattern === undefined) throw new Error('expected a schema with a pattern');
+  return pattern;
+};
+
 const DNS_NAME_LABEL = '[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?';
+const VD_LABEL = '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?';
+const VD_HOSTNAME = `${VD_LABEL}(\\.${VD_LABEL})+`;
+const PORT = '0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+const DRILL_DURATION = '([0-9]+(\\.[0-9]+)?(ms|s|m))+';
+const has = (...fields: string[]): JsonObject => ({ required: fields });
+const anyField = (...fields: string[]): JsonObject => ({ anyOf: fields.map((field) => has(field)) });
+const WHOLE_CLUSTER_FAULTS: readonly string[] = ['kill-gateway', 'partition', 'api-outage'];
+const faultStep = (faults: readonly string[], target: JsonObject): JsonObject => ({
+  properties: { fault: { enum: [...faults] }, target },
+  required: ['target'],
+  not: has('of'),
+});
 
 /**
  * The OpenAPI form of rules that the zod schemas check in code (`refine`), which JSON Schema cannot see.
@@ -86,9 +174,74 @@ const REFINEMENTS = new Map<z.core.$ZodType, JsonObject>([
   [hostSchema, { maxLength: 253, anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }, { pattern: `^${DNS_NAME_LABEL}(\\.${DNS_NAME_LABEL})*$` }] }],
   // parseDuration: trimmed, number-unit pairs, and a total greater than zero (so at least one amount is not zero)
   [durationSchema, { pattern: '^\\s*([0-9]+[smhdwy])*0*[1-9][0-9]*[smhdwy]([0-9]+[smhdwy])*\\s*$' }],
+  // lowercase labels, at least two; neither an IP address (its last label would be all digits) nor under cluster.local
+  [vdHostnameSchema, { maxLength: 253, pattern: `^${VD_HOSTNAME}$`, not: { pattern: '\\.[0-9]+$|(^|\\.)cluster\\.local$' } }],
+  [virtualDestinationSchema.shape.ports, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['number'] }],
+  [vdBackendSchema, anyField('name', 'labels')],
+  [vdBackendSchema.shape.labels.unwrap(), { minProperties: 1 }],
+  // a cluster, or a region (with a zone, optionally)
+  [failoverSchema.shape.order.unwrap().element, { ...anyField('cluster', 'region'), not: { anyOf: [has('cluster', 'region'), has('cluster', 'zone')] } }],
+  [
+    failoverSchema,
+    {
+      anyOf: [
+        { properties: { policy: { enum: ['priority'] } }, required: ['policy', 'order'], not: has('regionMappings') },
+        { properties: { policy: { enum: ['locality'] } }, not: has('order') },
+      ],
+    },
+  ],
+  [failoverSchema.shape.regionMappings.unwrap(), { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['from'] }],
+  [failoverSchema.shape.regionMappings.unwrap().element.shape.to, { 'x-kubernetes-list-type': 'set' }],
+  // unique clusters, and not every weight 0
+  [failoverSchema.shape.weights.unwrap(), { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['cluster'], not: { items: { properties: { weight: { maximum: 0 } } } } }],
+  // parseDrillDuration; the bounds, which differ from field to field, are checked when meshfed reads the drill
+  [drillDurationTextSchema, { pattern: `^${DRILL_DURATION}$`, description: 'a duration such as 500ms, 10s, 1.5s or 1m30s' }],
+  // a virtual destination's hostname, then :port (1-65535)
+  [destinationSchema, { pattern: `^${VD_HOSTNAME}(:${PORT})?$`, not: { pattern: '^[^:]{254}|\\.[0-9]+(:[0-9]+)?$|(^|\\.)cluster\\.local(:[0-9]+)?$' } }],
+  [timeRefSchema, { pattern: `^(start|end|${patternOf(dnsLabelSchema).replace(/^\^|\$$/g, '')}(\\+${DRILL_DURATION})?)$` }],
+  [
+    stepSchema,
+    {
+      anyOf: [
+        { properties: { fault: { enum: ['restore'] } }, not: has('target') },
+        faultStep(WHOLE_CLUSTER_FAULTS, { required: ['cluster'], not: anyField('region', 'zone', 'service', 'virtualDestination') }),
+        faultStep(['drain'], { ...anyField('cluster', 'region'), required: ['virtualDestination'], not: { anyOf: [has('cluster', 'region'), has('service')] } }),
+        faultStep(
+          FAULT_KINDS.filter((fault) => fault !== 'drain' && !WHOLE_CLUSTER_FAULTS.includes(fault)),
+          { ...anyField('cluster', 'region'), not: { anyOf: [has('cluster', 'region'), has('virtualDestination')] } },
+        ),
+      ],
+    },
+  ],
+  [expectationSchema, { oneOf: ['shift', 'failBack', 'maxFailedRequests', 'clusterState', 'servedBy'].map((kind) => has(kind)) }],
+  // z.url's protocol option, which format: uri does not carry (the URL parser lowercases the scheme)
+  [targetSpecSchema.in.shape.server.unwrap(), { pattern: '^[Hh][Tt][Tt][Pp][Ss]?:' }],
+  [targetSpecSchema, { anyOf: [{ ...has('federation'), not: has('server') }, { ...has('server'), not: anyField('federation', 'grace') }] }],
+  [failoverDrillSpecSchema.shape.traffic, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }],
+]);
+
+/**
+ * Rules zod checks that no schema of the API server can hold: names that refer to other entries, durations compared
+ * with one another, label keys (Kubernetes has no propertyNames). The API server accepts what breaks them; meshfed's
+ * own parsing (these zod schemas) refuses it, so whatever reads these objects reports it in their status. Each is named
+ * in the field's description, so `kubectl explain` shows it.
+ */
+const CHECKED_BY_MESHFED = new Map<z.core.$ZodType, string>([
+  [virtualDestinationSchema.shape.ports, 'meshfed checks that no two ports share a name'],
+  [vdBackendSchema.shape.labels.unwrap(), 'meshfed checks the label keys ([prefix/]name)'],
+  [failoverSchema, 'meshfed checks that a region mapping does not list the region it maps from, and that every order entry can be reached (no earlier entry covers it)'],
+  [graceSchema, 'meshfed checks that it is whole seconds'],
+  [
+    failoverDrillSpecSchema,
+    'meshfed checks, when it reads the drill, the durations\' bounds and what refers to other entries: step names are unique and neither start nor end, every step begins before the end, a restore undoes an earlier fault step, expectations name existing traffic and steps (failBack a restore), and no within is longer than the drill',
+  ],
 ]);
 
 const hasCustomCheck = (schema: z.core.$ZodType): boolean => (schema._zod.def.checks ?? []).some((check) => check._zod.def.check === 'custom');
+
+/** A pipe into a transform: the transform may refuse what its input accepts. */
+const transforms = (schema: z.core.$ZodType): boolean => schema._zod.def.type === 'pipe' && schema instanceof z.ZodPipe && schema.out._zod.def.type === 'transform';
+const transformsChecked = (schema: z.core.$ZodType): boolean => schema instanceof z.ZodPipe && REFINEMENTS.has(schema.in);
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -99,7 +252,31 @@ function toJson(value: unknown, path: string): JsonValue {
   throw new Error(`${path}: ${typeof value} is not JSON`);
 }
 
-const UNSUPPORTED = ['$ref', '$defs', 'definitions', 'oneOf', 'allOf', 'not', 'const', 'patternProperties', 'propertyNames'];
+const UNSUPPORTED = ['$ref', '$defs', 'definitions', 'const', 'patternProperties', 'propertyNames'];
+const JUNCTORS = ['anyOf', 'allOf', 'oneOf', 'not'];
+/** what Kubernetes refuses inside anyOf, allOf, oneOf and not: they may only check values */
+const NOT_IN_JUNCTORS = ['type', 'description', 'default', 'additionalProperties', 'nullable'];
+
+/** A junctor's branches, checked to hold value checks only (zod's allOf of patterns repeats the node's type: dropped). */
+function valueChecks(node: unknown, path: string, type: JsonValue | undefined): JsonValue {
+  if (!isObject(node)) throw new Error(`${path}: expected a schema object`);
+  const out: JsonObject = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'type' && value === type) continue;
+    if (NOT_IN_JUNCTORS.includes(key) || key.startsWith('x-kubernetes-') || UNSUPPORTED.includes(key)) throw new Error(`${path}: a union of types has no structural-schema form (a junctor may only check values, not set "${key}")`);
+    if (key === 'properties' && isObject(value)) out.properties = Object.fromEntries(Object.entries(value).map(([name, child]) => [name, valueChecks(child, `${path}.${name}`, undefined)]));
+    else if (key === 'items') out.items = valueChecks(value, `${path}.items`, undefined);
+    else if (JUNCTORS.includes(key)) out[key] = junctor(key, value, path, undefined);
+    else out[key] = toJson(value, `${path}.${key}`);
+  }
+  return out;
+}
+
+function junctor(key: string, value: unknown, path: string, type: JsonValue | undefined): JsonValue {
+  if (key === 'not') return valueChecks(value, `${path}.not`, type);
+  if (!Array.isArray(value)) throw new Error(`${path}.${key}: expected a list`);
+  return value.map((branch, index) => valueChecks(branch, `${path}.${key}[${index}]`, key === 'allOf' ? type : undefined));
+}
 
 /**
  * Turns zod's OpenAPI 3.0 output into a Kubernetes structural schema: every node has a type, no references or
@@ -117,10 +294,9 @@ function structural(node: unknown, path: string): JsonObject {
       out.properties = Object.fromEntries(Object.entries(value).map(([name, child]) => [name, structural(child, `${path}.${name}`)]));
     } else if (key === 'items' || key === 'additionalProperties') {
       out[key] = structural(value, `${path}.${key}`);
-    } else if (key === 'anyOf') {
-      // only the value checks of REFINEMENTS, which carry no type of their own
-      if (!Array.isArray(value) || !value.every((branch) => isObject(branch) && !('type' in branch))) throw new Error(`${path}: a union of types has no structural-schema form`);
-      out.anyOf = toJson(value, `${path}.anyOf`);
+    } else if (JUNCTORS.includes(key)) {
+      // the value checks of REFINEMENTS, and zod's allOf of patterns; a union of types has no structural form
+      out[key] = junctor(key, value, path, typeof node.type === 'string' ? node.type : undefined);
     } else {
       out[key] = toJson(value, `${path}.${key}`);
     }
@@ -136,18 +312,19 @@ export function openApiSchema(schema: z.ZodType, path: string): JsonObject {
     io: 'input',
     override: ({ zodSchema, jsonSchema, path: at }) => {
       const refinement = REFINEMENTS.get(zodSchema);
+      const note = CHECKED_BY_MESHFED.get(zodSchema);
       if (refinement) Object.assign(jsonSchema, refinement);
-      else if (hasCustomCheck(zodSchema)) throw new Error(`${[path, ...at].join('.')}: a refinement that the CRD cannot express; add its OpenAPI form to REFINEMENTS`);
+      if (note) {
+        jsonSchema.description = jsonSchema.description ? `${jsonSchema.description}; ${note}` : note;
+        delete jsonSchema.propertyNames;
+      }
+      if (!refinement && !note && (hasCustomCheck(zodSchema) || (transforms(zodSchema) && !transformsChecked(zodSchema)))) {
+        throw new Error(`${[path, ...at].join('.')}: a refinement that the CRD cannot express; add its OpenAPI form to REFINEMENTS`);
+      }
     },
   });
   return structural(generated, path);
 }
-
-const patternOf = (schema: z.ZodType): string => {
-  const pattern = z.toJSONSchema(schema).pattern;
-  if (pattern === undefined) throw new Error('expected a schema with a pattern');
-  return pattern;
-};
 
 interface PrinterColumn {
   name: string;
@@ -170,6 +347,12 @@ interface KindDefinition {
 
 const AGE: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
 
+/** CEL: metadata.name is a DNS-1123 label, as the federation file and the REST API require (`what` names it). */
+const labelName = (what: string): JsonObject => ({
+  rule: `self.metadata.name.matches('${patternOf(dnsLabelSchema)}')`,
+  message: `metadata.name is ${what}: a DNS-1123 label (lowercase letters, digits and "-", at most 63 characters, starting and ending alphanumeric)`,
+});
+
 const KINDS: KindDefinition[] = [
   {
     kind: 'FederatedCluster',
@@ -184,7 +367,7 @@ const KINDS: KindDefinition[] = [
       AGE,
       { name: 'Reason', type: 'string', jsonPath: '.status.reason', priority: 1 },
     ],
-    rules: [{ rule: `self.metadata.name.matches('${patternOf(clusterNameSchema)}')`, message: 'metadata.name is the cluster\'s name: a DNS-1123 label (lowercase letters, digits and "-", at most 63 characters, starting and ending alphanumeric)' }],
+    rules: [{ ...labelName('the cluster\'s name'), rule: `self.metadata.name.matches('${patternOf(clusterNameSchema)}')` }],
   },
   {
     kind: 'TrustPolicy',
@@ -197,6 +380,36 @@ const KINDS: KindDefinition[] = [
       { name: 'State', type: 'string', jsonPath: '.status.state' },
       AGE,
     ],
+  },
+  {
+    kind: 'VirtualDestination',
+    plural: 'virtualdestinations',
+    shortNames: ['vd'],
+    spec: virtualDestinationSpecSchema,
+    status: virtualDestinationStatusSchema,
+    columns: [
+      { name: 'Hostname', type: 'string', jsonPath: '.spec.hostname' },
+      { name: 'Failover', type: 'string', jsonPath: '.spec.failover.policy' },
+      { name: 'Healthy', type: 'integer', jsonPath: '.status.healthy' },
+      { name: 'Endpoints', type: 'integer', jsonPath: '.status.endpoints' },
+      AGE,
+      { name: 'Message', type: 'string', jsonPath: '.status.message', priority: 1 },
+    ],
+    rules: [labelName('the virtual destination\'s name')],
+  },
+  {
+    kind: 'FailoverDrill',
+    plural: 'failoverdrills',
+    shortNames: ['drill'],
+    spec: failoverDrillSpecSchema,
+    status: failoverDrillStatusSchema,
+    columns: [
+      { name: 'State', type: 'string', jsonPath: '.status.state' },
+      { name: 'Duration', type: 'string', jsonPath: '.spec.duration' },
+      AGE,
+      { name: 'Reason', type: 'string', jsonPath: '.status.reason', priority: 1 },
+    ],
+    rules: [labelName('the drill\'s name')],
   },
 ];
 
@@ -249,7 +462,7 @@ function customResourceDefinition(definition: KindDefinition): CustomResourceDef
   };
 }
 
-/** meshfed's CRDs: FederatedCluster and TrustPolicy. */
+/** meshfed's CRDs: FederatedCluster, TrustPolicy, VirtualDestination and FailoverDrill. */
 export const customResourceDefinitions = (): CustomResourceDefinition[] => KINDS.map(customResourceDefinition);
 
 const HEADER = '# Generated from the zod schemas in src/model by `npm run crds` (scripts/generate-crds.ts); do not edit.\n';

@@ -68,7 +68,7 @@ describe('charts/meshfed', () => {
   it.each(Object.entries(VALUE_SETS))('renders manifests the Kubernetes API accepts: %s', (_name, values) => {
     const manifests = render('meshfed', values);
     for (const manifest of manifests) validateManifest(manifest);
-    expect(manifests.filter((m) => m.kind === 'CustomResourceDefinition').map((m) => m.metadata.name).sort()).toEqual(['federatedclusters.meshfed.io', 'trustpolicies.meshfed.io']);
+    expect(manifests.filter((m) => m.kind === 'CustomResourceDefinition').map((m) => m.metadata.name).sort()).toEqual(['failoverdrills.meshfed.io', 'federatedclusters.meshfed.io', 'trustpolicies.meshfed.io', 'virtualdestinations.meshfed.io']);
   });
 
   it('the schema checker refuses what the API server would: a misspelled field, a wrong type', () => {
@@ -137,8 +137,8 @@ describe('charts/meshfed', () => {
     const role = find(manifests, 'Role');
     expect(role.metadata.namespace).toBe('mesh-system');
     expect(role.rules).toEqual([
-      { apiGroups: ['meshfed.io'], resources: ['federatedclusters', 'trustpolicies'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['meshfed.io'], resources: ['federatedclusters/status', 'trustpolicies/status'], verbs: ['update', 'patch'] },
+      { apiGroups: ['meshfed.io'], resources: ['federatedclusters', 'trustpolicies', 'virtualdestinations', 'failoverdrills'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['meshfed.io'], resources: ['federatedclusters/status', 'trustpolicies/status', 'virtualdestinations/status', 'failoverdrills/status'], verbs: ['update', 'patch'] },
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['release-meshfed-leader'], verbs: ['get', 'update'] },

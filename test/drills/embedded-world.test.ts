@@ -286,7 +286,9 @@ describe('the embedded world: faults and traffic', () => {
     await settled((o) => o.error !== undefined, 'calls to fail');
     for (const [stream, outcomes] of await sample()) {
       expect(outcomes.length, stream.spec.name).toBeGreaterThan(stream.spec.rate / 4);
-      expect(tally(outcomes), stream.spec.name).toEqual({ UNAVAILABLE: outcomes.length });
+      // refused connections fail UNAVAILABLE; a retrying client on a loaded machine may run out its deadline first
+      expect(outcomes.every((o) => o.error === 'UNAVAILABLE' || o.error === 'DEADLINE_EXCEEDED'), `${stream.spec.name}: ${JSON.stringify(tally(outcomes))}`).toBe(true);
+      expect(tally(outcomes).UNAVAILABLE ?? 0, stream.spec.name).toBeGreaterThan(0);
     }
     expect(world.clusterState('west-1')).toBe('ready');
     expect(healthSeenFromEast1().get('127.0.84.3')).toBe('HEALTHY');

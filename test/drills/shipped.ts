@@ -8,7 +8,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DrillResult } from '../../src/drills/result.js';
 import { cleanEnv, MESHFED_CLI, startServe, type Serve } from '../cli/meshfed-bin.js';
@@ -32,6 +32,9 @@ export interface DrillRun {
 
 export interface ShippedFederation {
   serve: Serve;
+  /** the API's bearer token (STATE_DIR/api-token) */
+  token: string;
+  /** runs a scenario: a file name under scenarios/, or an absolute path to one elsewhere */
   drill(scenario: string): Promise<DrillRun>;
   close(): Promise<void>;
 }
@@ -53,9 +56,11 @@ export async function startShippedFederation(subnet: number): Promise<ShippedFed
   const token = readFileSync(join(stateDir, 'api-token'), 'utf8').trim();
   return {
     serve,
+    token,
     async drill(scenario) {
-      const reportDir = join(work, 'reports', scenario.replace(/\.yaml$/, ''));
-      const child = spawn(process.execPath, [...MESHFED_CLI, 'drill', 'run', join(ROOT, 'scenarios', scenario), '--server', serve.api, '--report', reportDir], {
+      const reportDir = join(work, 'reports', basename(scenario).replace(/\.yaml$/, ''));
+      const file = isAbsolute(scenario) ? scenario : join(ROOT, 'scenarios', scenario);
+      const child = spawn(process.execPath, [...MESHFED_CLI, 'drill', 'run', file, '--server', serve.api, '--report', reportDir], {
         cwd: work,
         env: cleanEnv({ MESHFED_API_TOKEN: token }),
         stdio: ['ignore', 'pipe', 'pipe'],

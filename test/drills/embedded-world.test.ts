@@ -10,20 +10,17 @@
  * failover): one retries UNAVAILABLE (3 attempts), one does not. Each fault is applied and restored through the
  * world; where traffic lands is counted from the echo replies. Times are printed, never asserted.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startManager, type Manager } from '../../src/api/manager.js';
+import type { Manager } from '../../src/api/manager.js';
 import { embeddedWorld } from '../../src/drills/embedded-world.js';
 import type { AppliedFault, DrillWorld, Fault, RequestOutcome, Traffic, TrafficSpec } from '../../src/drills/world.js';
-import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../../src/gateway/embedded.js';
-import { SILENT_LOGGER } from '../../src/logging.js';
-import { startEmbeddedFederation, type EmbeddedFederation } from '../../src/sim/embedded-federation.js';
-import { loadFederationFile } from '../../src/store/federation.js';
-import { TrustAuthority } from '../../src/trust/authority.js';
+import type { EmbeddedFederation } from '../../src/sim/embedded-federation.js';
+import type { EmbeddedGateway } from '../../src/gateway/embedded.js';
 import type { NodeIdentity } from '../../src/xds/ads-server.js';
-import { eventually, freePort } from '../sim/helpers.js';
+import { eventually, startInProcessFederation } from '../sim/helpers.js';
 
 const CLUSTERS = [
   { name: 'east-1', network: 'net-east', region: 'us-east', zone: 'us-east-1a', subnet: 81, gateway: '127.0.84.1' },
@@ -40,6 +37,7 @@ let manager: Manager;
 let gateways: EmbeddedGateway[] = [];
 let federation: EmbeddedFederation;
 let world: DrillWorld;
+let close: () => Promise<void>;
 
 /** Every outcome of one stream, in completion order. */
 class Stream {
@@ -133,75 +131,10 @@ function shift(stream: Stream, cluster: string, at: number, until: number): stri
   ].join(', ');
 }
 
-async function federationFile(): Promise<string> {
-  const docs = ['apiVersion: meshfed.io/v1alpha1\nkind: Federation\nmetadata: { name: drills }\nspec: { trustDomain: drills.test }'];
-  for (const c of CLUSTERS) {
-    const reviews = [1, 2].map((i) => `127.0.${String(c.subnet)}.${String(i)}`);
-    const [p1, p2, gw] = await Promise.all([freePort(reviews[0] ?? ''), freePort(reviews[1] ?? ''), freePort(c.gateway)]);
-    docs.push(
-      [
-        'apiVersion: meshfed.io/v1alpha1',
-        'kind: Cluster',
-        `metadata: { name: ${c.name} }`,
-        'spec:',
-        `  network: ${c.network}`,
-        `  region: ${c.region}`,
-        `  zone: ${c.zone}`,
-        `  gateways: [{ address: ${c.gateway}, port: ${String(gw)} }]`,
-        '  services:',
-        '    - name: reviews',
-        '      ports: [{ name: grpc, port: 9080, appProtocol: grpc }]',
-        '      endpoints:',
-        `        - { address: ${reviews[0] ?? ''}, ports: [{ name: grpc, port: ${String(p1)} }], serviceAccount: reviews }`,
-        `        - { address: ${reviews[1] ?? ''}, ports: [{ name: grpc, port: ${String(p2)} }], serviceAccount: reviews }`,
-      ].join('\n'),
-    );
-  }
-  docs.push(
-    [
-      'apiVersion: meshfed.io/v1alpha1',
-      'kind: VirtualDestination',
-      'metadata: { name: reviews }',
-      'spec:',
-      '  hostname: reviews.global',
-      '  ports: [{ number: 9080, protocol: GRPC, name: grpc }]',
-      '  backends: [{ name: reviews }]',
-      '  failover: { policy: locality }',
-    ].join('\n'),
-  );
-  const path = join(work, 'federation.yaml');
-  writeFileSync(path, `${docs.join('\n---\n')}\n`);
-  return path;
-}
-
 beforeAll(async () => {
-  const loaded = loadFederationFile(await federationFile());
-  const stateDir = join(work, 'state');
-  const authority = TrustAuthority.init(join(stateDir, 'ca'), { trustDomain: 'drills.test' }, {}).authority;
-  for (const c of CLUSTERS) authority.issueIntermediate(c.name);
-  manager = await startManager({
-    stateDir,
-    token: 'drill-world-token-0123456789abcdef',
-    logger: SILENT_LOGGER,
-    api: { host: '127.0.0.1', port: 0 },
-    federation: loaded,
-    graceMs: GRACE_MS,
-    xds: { host: '127.0.0.1', port: 0, trustDomain: authority.trustDomain, proxylessMtls: 'default' },
-  });
+  ({ manager, gateways, federation, close } = await startInProcessFederation({ dir: work, name: 'drills', trustDomain: 'drills.test', clusters: CLUSTERS, graceMs: GRACE_MS }));
   const xds = manager.xds;
   if (!xds) throw new Error('the manager runs no xDS server');
-  gateways = await startEmbeddedGateways(
-    loaded.clusters.map((c) => c.cluster),
-    xds.provider,
-    SILENT_LOGGER,
-  );
-  federation = await startEmbeddedFederation({
-    clusters: loaded.clusters,
-    sources: manager.staticSources,
-    authority,
-    dir: join(stateDir, 'sim'),
-    xds: { host: '127.0.0.1', port: xds.server.port },
-  });
   world = embeddedWorld({
     registry: manager.registry,
     provider: xds.provider,
@@ -214,9 +147,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of [...STREAMS, ...extra]) await s.traffic?.stop();
-  await federation.close();
-  await closeEmbeddedGateways(gateways);
-  await manager.close();
+  await close();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -10,23 +10,18 @@
  * (mTLS through a file_watcher certificate provider), calls xds:///reviews.global. Workloads are killed as a drill
  * would; meshfed learns of it only through the prober, and the client follows the locality failover.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { register, XdsChannelCredentials } from '@grpc/grpc-js-xds';
 import { Registry as PromRegistry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startManager, type Manager } from '../../src/api/manager.js';
-import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../../src/gateway/embedded.js';
-import { SILENT_LOGGER } from '../../src/logging.js';
+import type { Manager } from '../../src/api/manager.js';
 import { echo, echoClient, type EchoClient, type EchoReply } from '../../src/sim/echo.js';
-import { startEmbeddedFederation, type EmbeddedFederation } from '../../src/sim/embedded-federation.js';
-import { loadFederationFile } from '../../src/store/federation.js';
-import { TrustAuthority } from '../../src/trust/authority.js';
-import { eventually, freePort, WAIT_MS } from './helpers.js';
+import type { EmbeddedFederation } from '../../src/sim/embedded-federation.js';
+import { eventually, IN_PROCESS_TOKEN, startInProcessFederation, WAIT_MS } from './helpers.js';
 
-const TOKEN = 'sim-failover-token-0123456789abcdef';
 const CLUSTERS = [
   { name: 'east-1', network: 'net-east', region: 'us-east', zone: 'us-east-1a', subnet: 71, gateway: '127.0.74.1' },
   { name: 'east-2', network: 'net-east', region: 'us-east', zone: 'us-east-1b', subnet: 72, gateway: '127.0.74.2' },
@@ -37,79 +32,13 @@ const DEMO_CLIENT = 'spiffe://failover.test/ns/default/sa/demo-client';
 const work = mkdtempSync(join(tmpdir(), 'meshfed-sim-failover-'));
 const gatewayMetrics = new PromRegistry();
 let manager: Manager;
-let gateways: EmbeddedGateway[] = [];
 let federation: EmbeddedFederation;
 let client: EchoClient;
-
-async function federationFile(): Promise<string> {
-  const docs = ['apiVersion: meshfed.io/v1alpha1\nkind: Federation\nmetadata: { name: failover }\nspec: { trustDomain: failover.test }'];
-  for (const c of CLUSTERS) {
-    const reviews = [1, 2].map((i) => `127.0.${String(c.subnet)}.${String(i)}`);
-    const [p1, p2, gw] = await Promise.all([freePort(reviews[0] ?? ''), freePort(reviews[1] ?? ''), freePort(c.gateway)]);
-    docs.push(
-      [
-        'apiVersion: meshfed.io/v1alpha1',
-        'kind: Cluster',
-        `metadata: { name: ${c.name} }`,
-        'spec:',
-        `  network: ${c.network}`,
-        `  region: ${c.region}`,
-        `  zone: ${c.zone}`,
-        `  gateways: [{ address: ${c.gateway}, port: ${String(gw)} }]`,
-        '  services:',
-        '    - name: reviews',
-        '      ports: [{ name: grpc, port: 9080, appProtocol: grpc }]',
-        '      endpoints:',
-        `        - { address: ${reviews[0] ?? ''}, ports: [{ name: grpc, port: ${String(p1)} }], serviceAccount: reviews }`,
-        `        - { address: ${reviews[1] ?? ''}, ports: [{ name: grpc, port: ${String(p2)} }], serviceAccount: reviews }`,
-      ].join('\n'),
-    );
-  }
-  docs.push(
-    [
-      'apiVersion: meshfed.io/v1alpha1',
-      'kind: VirtualDestination',
-      'metadata: { name: reviews }',
-      'spec:',
-      '  hostname: reviews.global',
-      '  ports: [{ number: 9080, protocol: GRPC, name: grpc }]',
-      '  backends: [{ name: reviews }]',
-    ].join('\n'),
-  );
-  const path = join(work, 'federation.yaml');
-  writeFileSync(path, `${docs.join('\n---\n')}\n`);
-  return path;
-}
+let close: () => Promise<void>;
 
 beforeAll(async () => {
   register();
-  const loaded = loadFederationFile(await federationFile());
-  const stateDir = join(work, 'state');
-  const authority = TrustAuthority.init(join(stateDir, 'ca'), { trustDomain: 'failover.test' }, {}).authority;
-  for (const c of CLUSTERS) authority.issueIntermediate(c.name);
-  manager = await startManager({
-    stateDir,
-    token: TOKEN,
-    logger: SILENT_LOGGER,
-    api: { host: '127.0.0.1', port: 0 },
-    federation: loaded,
-    xds: { host: '127.0.0.1', port: 0, trustDomain: authority.trustDomain, proxylessMtls: 'default' },
-  });
-  const xds = manager.xds;
-  if (!xds) throw new Error('the manager runs no xDS server');
-  gateways = await startEmbeddedGateways(
-    loaded.clusters.map((c) => c.cluster),
-    xds.provider,
-    SILENT_LOGGER,
-    gatewayMetrics,
-  );
-  federation = await startEmbeddedFederation({
-    clusters: loaded.clusters,
-    sources: manager.staticSources,
-    authority,
-    dir: join(stateDir, 'sim'),
-    xds: { host: '127.0.0.1', port: xds.server.port },
-  });
+  ({ manager, federation, close } = await startInProcessFederation({ dir: work, name: 'failover', trustDomain: 'failover.test', clusters: CLUSTERS, gatewayMetrics }));
   const bootstrap = federation.client('east-1')?.bootstrap ?? '';
   client = echoClient('xds:///reviews.global', new XdsChannelCredentials(grpc.credentials.createInsecure()), {
     'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config': readFileSync(bootstrap, 'utf8'),
@@ -118,9 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client.close();
-  await federation.close();
-  await closeEmbeddedGateways(gateways);
-  await manager.close();
+  await close();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -145,7 +72,7 @@ interface Explained {
 
 /** What meshfed tells a client in east-1 about reviews.global: address → health and route. */
 async function explained(): Promise<Map<string, { health: string; via: string; priority: number }>> {
-  const response = await fetch(`${manager.api.url}/api/v1/explain?from=east-1&host=reviews.global`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const response = await fetch(`${manager.api.url}/api/v1/explain?from=east-1&host=reviews.global`, { headers: { authorization: `Bearer ${IN_PROCESS_TOKEN}` } });
   const body = (await response.json()) as Explained;
   return new Map(body.groups.flatMap((g) => g.endpoints.map((e) => [e.address, { health: e.health, via: e.via, priority: g.priority }] as const)));
 }

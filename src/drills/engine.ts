@@ -1,6 +1,6 @@
 /**
  * The drill engine: runs a scenario against a DrillWorld. It starts every traffic stream, takes the steps at their
- * times, records every request's outcome, judges the expectations while the drill runs (a drain is rolled back the
+ * times, records every request's outcome (in the second it was sent), judges the expectations while the drill runs (a drain is rolled back the
  * moment one breaks) and at the end, measures each shift, and always restores what it applied. Everything it waits
  * for is bounded: the drill ends at its duration even if a step hangs, and cleanup has its own time limits.
  */
@@ -18,7 +18,7 @@ export interface DrillTimeouts {
   apply: number;
   /** one fault restored */
   restore: number;
-  /** one stream stopped */
+  /** one stream stopped, its requests in flight answered (never less than their deadline) */
   stop: number;
 }
 
@@ -49,6 +49,8 @@ export class DrillError extends Error {}
 
 /** how often the engine samples cluster states, judges expectations and reports progress */
 const TICK_MS = 100;
+/** how late an outcome may be reported after its deadline (callbacks, timers) */
+const REPORT_SLACK_MS = 250;
 
 type FaultStep = Extract<ScenarioStep, { target: FaultTarget }>;
 type RestoreStep = Extract<ScenarioStep, { fault: 'restore' }>;
@@ -185,15 +187,17 @@ async function startTraffic(scenario: Scenario, world: DrillWorld, timeouts: Dri
 export async function runDrill(scenario: Scenario, world: DrillWorld, options: RunDrillOptions = {}): Promise<DrillResult> {
   checkScenarioAgainstWorld(scenario, world);
   const timeouts: DrillTimeouts = { ...DEFAULT_DRILL_TIMEOUTS, ...options.timeouts };
+  // a request's outcome is known by its deadline (its attempts share it); the slack covers callbacks and timers
+  const settleMs = Math.max(0, ...scenario.traffic.map((spec) => spec.timeoutMs)) + REPORT_SLACK_MS;
   if (options.signal?.aborted) throw new DrillError(`${scenario.name}: aborted before it began`);
   const logs = new Map(scenario.traffic.map((spec) => [spec.name, new OutcomeLog(Math.ceil(spec.rate * (scenario.durationMs / 1000) * 4) + 10_000)]));
-  // outcomes before the clock starts land before 0 and are left out
+  // requests sent before the clock starts land before 0 and are left out, as are those sent after the end
   let origin = Infinity;
   let endMs = scenario.durationMs;
   const record =
     (stream: string) =>
     (outcome: RequestOutcome): void => {
-      const at = outcome.sentAt + outcome.latencyMs - origin;
+      const at = outcome.sentAt - origin;
       if (at < 0 || at >= endMs) return;
       logs.get(stream)?.add(at, outcome.latencyMs, outcome.error === undefined ? outcome.cluster : undefined, outcome.error);
     };
@@ -310,6 +314,7 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
     get endMs() {
       return endMs;
     },
+    settleMs,
     stepAt: (step) => stepStarted.get(step),
     stepNote: (step) => stepNotes.get(step),
     log,
@@ -417,19 +422,21 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
     clearTimeout(endTimer);
     options.signal?.removeEventListener('abort', onAbort);
     await stepsDone;
+    // nothing is sent after the end, and the requests in flight come back (or run out their deadline) before any
+    // fault is lifted: what was sent into a fault is measured as the fault treated it, and the report is final
+    await Promise.all(
+      traffic.map((stream, i) =>
+        bounded(stream.stop(), Math.max(timeouts.stop, settleMs), `stop traffic ${scenario.traffic[i]?.name ?? i}`).catch((error: unknown) => {
+          problem('traffic stops', message(error), now());
+        }),
+      ),
+    );
     for (const fault of [...active.values()].reverse()) {
       active.delete(fault.step);
       event(now(), 'restore', `restore ${fault.label} (end of drill)`);
       await restoreFault(fault, false);
     }
     await Promise.all([...background]);
-    await Promise.all(
-      traffic.map((stream, i) =>
-        bounded(stream.stop(), timeouts.stop, `stop traffic ${scenario.traffic[i]?.name ?? i}`).catch((error: unknown) => {
-          problem('traffic stops', message(error), now());
-        }),
-      ),
-    );
   }
 
   const expectations: ExpectationResult[] = scenario.expectations.map((expectation, i) => {

@@ -6,13 +6,12 @@
 import { earliestShift, formatKinds, SHIFT_WINDOW_MS, type OutcomeLog } from './measure.js';
 import { formatDrillDuration, type Expectation, type TimeRange, type TimeRef } from './scenario.js';
 
-/** how late an outcome may be reported after it completed (callbacks, timers) */
-const REPORT_SLACK_MS = 250;
-
-/** What the engine knows of the drill so far. Times are ms since the drill started. */
+/** What the engine knows of the drill so far. Times are ms since the drill started; a request counts when it was sent. */
 export interface DrillTimeline {
   /** when the drill ends (or ended) */
   endMs: number;
+  /** how long after it was sent a request's outcome is surely known (its deadline, and some slack for callbacks) */
+  settleMs: number;
   /** when the step began; undefined when it has not (yet) */
   stepAt(step: string): number | undefined;
   /** why a step never began, once that is known (failed, skipped after a rollback) */
@@ -78,7 +77,8 @@ function resolveRef(timeline: DrillTimeline, ref: TimeRef, final: boolean): Reso
   return typeof step === 'object' && 'at' in step ? { at: Math.min(step.at + ref.offsetMs, timeline.endMs) } : step;
 }
 
-const settled = (now: number, at: number, final: boolean): boolean => final || now >= at + REPORT_SLACK_MS;
+/** whether every request sent before `at` has been heard of by `now` */
+const settled = (timeline: DrillTimeline, now: number, at: number, final: boolean): boolean => final || now >= at + timeline.settleMs;
 
 /**
  * The verdict on one expectation at `now` (ms since the start), or undefined while the data may still change it.
@@ -96,7 +96,7 @@ export function judge(expectation: Expectation, timeline: DrillTimeline, now: nu
       const tier = expectation.to ?? timeline.failBackTier(expectation.traffic, expectation.after);
       const deadline = after.at + expectation.withinMs;
       const to = Math.min(deadline + SHIFT_WINDOW_MS, timeline.endMs);
-      if (!settled(now, to, final)) return undefined;
+      if (!settled(timeline, now, to, final)) return undefined;
       if (tier.length === 0) return { passed: false, detail: `${expectation.traffic} had no answered request in the second before the fault, so there is nowhere to fail back to`, at: after.at };
       const found = earliestShift(timeline.log(expectation.traffic), tier, expectation.share, after.at, deadline, to);
       const verb = expectation.kind === 'shift' ? 'shifted' : 'failed back';
@@ -123,7 +123,7 @@ export function judge(expectation: Expectation, timeline: DrillTimeline, now: nu
         const breaking = failures[expectation.count]?.at ?? now;
         return { passed: false, detail: `${failures.length} failed (${formatKinds(byKind)})${final ? '' : ` by ${seconds(now)}`}`, at: breaking };
       }
-      if (to === 'pending' || !settled(now, to.at, final)) return undefined;
+      if (to === 'pending' || !settled(timeline, now, to.at, final)) return undefined;
       let total = 0;
       for (const stream of streams) timeline.log(stream).forEach(from.at, to.at, () => total++);
       return { passed: true, detail: failures.length === 0 ? `none of ${total} failed` : `${failures.length} of ${total} failed (${formatKinds(byKind)})`, at: now };
@@ -148,7 +148,7 @@ export function judge(expectation: Expectation, timeline: DrillTimeline, now: nu
       if (from === 'pending' || to === 'pending') return undefined;
       if ('missing' in from) return { passed: false, detail: from.missing, at: now };
       if ('missing' in to) return { passed: false, detail: to.missing, at: now };
-      if (!settled(now, to.at, final)) return undefined;
+      if (!settled(timeline, now, to.at, final)) return undefined;
       const members = new Set(expectation.clusters);
       const elsewhere: Record<string, number> = {};
       let total = 0;
@@ -163,7 +163,7 @@ export function judge(expectation: Expectation, timeline: DrillTimeline, now: nu
       });
       const others = Object.keys(elsewhere).length > 0 ? ` (${formatKinds(elsewhere)})` : '';
       const detail = `${served} of ${total} requests answered by ${expectation.clusters.join(', ')}${others}`;
-      if (total === 0) return { passed: false, detail: `no request of ${expectation.traffic} completed in that time`, at: to.at };
+      if (total === 0) return { passed: false, detail: `no request of ${expectation.traffic} was sent in that time`, at: to.at };
       return { passed: served / total >= expectation.share, detail, at: to.at };
     }
   }

@@ -1,7 +1,9 @@
 /**
  * A drill's bookkeeping: every request outcome of one traffic stream, in per-second buckets (what the reports chart)
  * and in a compact log for the windowed questions expectations and shift measurements ask. Times are ms since the
- * drill started; a request counts at the moment it completed (sent + latency), when its client saw the answer.
+ * drill started; a request counts at the moment it was SENT, whenever its answer (or its deadline) came: a call sent
+ * into a partition that times out seconds later belongs to the second the partition hurt, not to a later one. So a
+ * window is only complete once every request sent in it has come back (the engine waits for them, bounded).
  */
 import type { DrillSecond, ShiftMeasurement } from './result.js';
 
@@ -20,6 +22,7 @@ interface Bucket {
 
 /** What one request came to: served by `cluster`, or failed with `error`. */
 export interface Outcome {
+  /** when it was sent */
   at: number;
   cluster?: string;
   error?: string;
@@ -56,7 +59,7 @@ export class OutcomeLog {
     return index;
   }
 
-  /** Records one outcome; false when the log is full. */
+  /** Records one outcome of a request sent at `at`; false when the log is full. */
   add(at: number, latencyMs: number, cluster: string | undefined, error: string | undefined): boolean {
     if (this.#length >= this.#limit) return false;
     if (this.#length === this.#at.length) {
@@ -178,7 +181,7 @@ export interface ShiftSearch {
 }
 
 /**
- * The earliest moment s in [from, lastStart] such that of the requests completed in [s, s + 1 s) at least `share`
+ * The earliest moment s in [from, lastStart] such that of the requests sent in [s, s + 1 s) at least `share`
  * were answered by `tier` (failures count against it). Windows are cut at `to`; they must be whole unless
  * [from, to) itself is shorter than one. An empty window never counts.
  */

@@ -18,6 +18,7 @@ const CLUSTERS: WorldCluster[] = [
 /** how long the fake's clients take to see a change */
 const VIEW_LAG_MS = 300;
 const LATENCY_MS: Record<string, number> = { 'east-1': 2, 'east-2': 4, 'west-1': 30 };
+const SLOWEST_MS = Math.max(...Object.values(LATENCY_MS));
 const FAILED_LATENCY_MS = 1;
 const GRACE_MS = 1_500;
 
@@ -30,6 +31,8 @@ interface FakeOptions {
   flakyRestore?: boolean;
   /** ready() rejects */
   neverReady?: boolean;
+  /** a partition: requests to the cluster hang this long, then fail DEADLINE_EXCEEDED; the clients never learn of it */
+  partitionHangMs?: number;
 }
 
 /** What the fake world did, in order, with the fake clock's time. */
@@ -41,10 +44,16 @@ interface Action {
 class FakeWorld implements DrillWorld {
   readonly actions: Action[] = [];
   readonly stopped: string[] = [];
+  /** when the last request's outcome was reported */
+  lastAnswerAt = 0;
   /** what is actually unable to serve (killed); what meshfed stopped sending (drained, evicted) */
   readonly #down = new Set<string>();
   readonly #drained = new Set<string>();
   readonly #evicted = new Set<string>();
+  readonly #partitioned = new Set<string>();
+  /** requests sent and not yet answered, and who waits for them all to be */
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
   readonly #born = performance.now();
   /** what the clients see: updated VIEW_LAG_MS after each change */
   #view = new Set<string>();
@@ -120,6 +129,11 @@ class FakeWorld implements DrillWorld {
           this.#evicted.delete(cluster);
         }
       };
+    } else if (fault.kind === 'partition' && this.#options.partitionHangMs !== undefined) {
+      for (const cluster of clusters) this.#partitioned.add(cluster);
+      undo = () => {
+        for (const cluster of clusters) this.#partitioned.delete(cluster);
+      };
     } else {
       for (const cluster of clusters) this.#down.add(cluster);
       undo = () => {
@@ -156,9 +170,17 @@ class FakeWorld implements DrillWorld {
       const sentAt = performance.now();
       const cluster = this.#pick(spec.from);
       const fails = cluster === undefined || this.#down.has(cluster) || (this.#options.brokenDrain === true && this.#drained.has(cluster));
-      const outcome: RequestOutcome = fails ? { sentAt, latencyMs: FAILED_LATENCY_MS, error: 'UNAVAILABLE' } : { sentAt, latencyMs: LATENCY_MS[cluster] ?? 1, cluster };
+      const hangs = cluster !== undefined && this.#partitioned.has(cluster);
+      const outcome: RequestOutcome = hangs
+        ? { sentAt, latencyMs: this.#options.partitionHangMs ?? 0, error: 'DEADLINE_EXCEEDED' }
+        : fails
+          ? { sentAt, latencyMs: FAILED_LATENCY_MS, error: 'UNAVAILABLE' }
+          : { sentAt, latencyMs: LATENCY_MS[cluster] ?? 1, cluster };
+      this.#inFlight++;
       this.#later(outcome.latencyMs, () => {
         onRequest(outcome);
+        this.lastAnswerAt = this.elapsed();
+        if (--this.#inFlight === 0) for (const done of this.#idle.splice(0)) done();
       });
     };
     const period = 1000 / spec.rate;
@@ -174,7 +196,8 @@ class FakeWorld implements DrillWorld {
         clearTimeout(phase);
         clearInterval(interval);
         this.stopped.push(spec.name);
-        return Promise.resolve();
+        // as a real client: resolves once the requests in flight are answered
+        return this.#inFlight === 0 ? Promise.resolve() : new Promise<void>((done) => this.#idle.push(done));
       },
     });
   }
@@ -430,7 +453,10 @@ expectations:
     ]);
     // the restore at 3.5 s failed; the end of the drill tried again, and that worked
     const restores = world.actions.filter((a) => a.what.startsWith('restore'));
-    expect(restores.map((a) => a.at)).toEqual([3_500, 4_000]);
+    // (at the end, once the requests in flight came back: the fake's slowest takes 30 ms)
+    expect(restores[0]?.at).toBe(3_500);
+    expect(restores[1]?.at).toBeGreaterThanOrEqual(4_000);
+    expect(restores[1]?.at).toBeLessThanOrEqual(4_000 + SLOWEST_MS);
     expect(result.events.filter((e) => e.kind === 'restore').map((e) => e.label)).toEqual([
       'restore kill-workloads east-1',
       'restore api-outage west-1 (late) (applied after the engine gave up on it)',
@@ -450,12 +476,45 @@ steps:
     const { result, endedAt } = await drill(plan, world);
 
     // the default apply timeout (15 s) is far beyond the drill's end: the end cuts the wait short
-    expect(endedAt).toBe(3_000);
+    expect(endedAt).toBeGreaterThanOrEqual(3_000);
+    // then only the requests in flight are waited for (the fake's slowest takes 30 ms)
+    expect(endedAt).toBeLessThanOrEqual(3_000 + SLOWEST_MS);
     expect(result.expectations).toEqual([{ name: 'step hang applies drain west-1 reviews', passed: false, detail: 'drain west-1 reviews: the drill ended first' }]);
     expect(world.actions.map((a) => a.what)).toEqual(['apply kill-workloads', 'apply drain', 'restore kill-workloads east-1,east-2']);
     expect(result.clusters).toEqual(['east-1', 'east-2', 'west-1']);
     // the whole region went: east-1's clients fail over to west-1 across the regions
     expect(stream(result, 'from-east-1').seconds[2]?.byCluster).toEqual({ 'west-1': 100 });
+  });
+
+  it('counts a request in the second it was sent: calls hanging in a partition fail where the partition struck, even after the end', async () => {
+    const world = fakeWorld({ partitionHangMs: 1_500 });
+    const plan = scenario(`
+duration: 4s
+${TRAFFIC}
+steps:
+  - { at: 2s, name: cut-east-1, fault: partition, target: { cluster: east-1 } }
+expectations:
+  - maxFailedRequests: { traffic: from-east-1, count: 0, during: { from: start, to: cut-east-1+1s } }
+  - shift: { traffic: from-east-1, to: [east-2], after: cut-east-1, within: 1s }`);
+    const { result } = await drill(plan, world);
+
+    // by completion time the first 1.5 s after the cut would look clean (nothing came back) and the failures would
+    // land in seconds 3 to 5, two of them after the drill's end
+    const east = stream(result, 'from-east-1');
+    expect(east.seconds.map((s) => s.t)).toEqual([0, 1, 2, 3]);
+    expect(east.seconds[1]).toMatchObject({ byCluster: { 'east-1': 100 }, errors: {} });
+    expect(east.seconds[2]).toMatchObject({ byCluster: {}, errors: { DEADLINE_EXCEEDED: 100 } });
+    // sent in the last second, answered (by their deadline) after the end: counted all the same
+    expect(east.seconds[3]).toMatchObject({ byCluster: {}, errors: { DEADLINE_EXCEEDED: 100 } });
+    const [failed, shift] = result.expectations;
+    expect(failed).toMatchObject({ passed: false, detail: '100 failed (DEADLINE_EXCEEDED 100)' });
+    expect(shift).toMatchObject({ passed: false });
+    expect(shift?.detail).toContain('best: 0%');
+    expect(result.shifts).toEqual([{ stream: 'from-east-1', fault: 'partition east-1', failedDuringShift: 200, timeToDetectMs: 5 }]);
+    // the partition was lifted only once the last of them had come back
+    const restore = world.actions.find((a) => a.what === 'restore partition east-1');
+    expect(restore?.at).toBeGreaterThanOrEqual(world.lastAnswerAt);
+    expect(world.lastAnswerAt).toBeGreaterThan(5_000);
   });
 
   it('judges cluster states: an API outage keeps endpoints during the grace period, then evicts them', async () => {

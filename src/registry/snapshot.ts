@@ -5,11 +5,23 @@ export const CLUSTER_STATES = ['syncing', 'ready', 'stale', 'evicted'] as const;
 /** syncing → ready → stale → evicted; a removed cluster leaves the snapshot. */
 export type ClusterState = (typeof CLUSTER_STATES)[number];
 
+/** A gateway of a cluster that meshfed's own health probes find unreachable (src/registry/gateway-probe.ts). */
+export interface UnreachableGateway {
+  readonly address: string;
+  readonly port: number;
+  /** what the last failed probe saw: "connect ECONNREFUSED", "no answer to a ClientHello within 1 s" */
+  readonly reason: string;
+  /** when it was found down (ISO 8601) */
+  readonly since: string;
+}
+
 /** One cluster as consumers see it. */
 export interface ClusterView {
   readonly cluster: Cluster;
   /** explicit gateways if the registration names any, else discovered ones */
   readonly gateways: readonly Gateway[];
+  /** those of `gateways` the probes find down; absent when none is (or nothing probes) */
+  readonly unreachableGateways?: readonly UnreachableGateway[];
   readonly state: ClusterState;
   /** why the cluster is not ready, when it is not */
   readonly reason?: string;

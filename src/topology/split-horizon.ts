@@ -34,6 +34,10 @@
  *   draining or unhealthy endpoints do not inflate the share of their healthy neighbours.
  * - Gateway addresses must be IP literals; hostname gateways are skipped (Istio resolves them only with
  *   RESOLVE_HOSTNAME_GATEWAYS; resolution is later work for meshfed).
+ * - A gateway meshfed's probes find down (ClusterView.unreachableGateways) is left out; an endpoint on another
+ *   network that only down gateways stand for is not offered ('gateway-unreachable'), so clients fail over to the
+ *   next tier at once, as from any unhealthy priority, and it comes back when a probe succeeds. It is never made
+ *   direct nor handed to another cluster's gateway, and proxies on the gateway's own network see no change.
  * - Duplicate addresses (address+port) are never emitted: a second direct endpoint with the same address is
  *   dropped ('duplicate-address'), and a gateway whose address is also a direct endpoint's is skipped
  *   ('endpoint-address'): both are misconfigurations, and grpc NACKs the whole assignment otherwise.
@@ -42,7 +46,7 @@ import type { Locality } from '../model/locality.js';
 import type { Endpoint, EndpointHealth, ServicePort } from '../model/service.js';
 import type { ServiceView } from '../registry/source.js';
 import type { ClusterView, FederatedSnapshot } from '../registry/snapshot.js';
-import { addressKey, gatewaysFor, indexGateways, type GatewayIndex, type NetworkGateway, type SkippedGateway } from './gateways.js';
+import { addressKey, gatewaysFor, indexGateways, networkHasGateways, type GatewayIndex, type NetworkGateway, type SkippedGateway } from './gateways.js';
 import { compareLocality, localityKey, localityPriority } from './priority.js';
 
 /** The asking proxy, from its xDS node (CLUSTER_ID, NETWORK, locality). */
@@ -80,7 +84,13 @@ export interface LocalityGroup {
   endpoints: LbEndpoint[];
 }
 
-export type DropReason = 'plaintext-cross-network' | 'duplicate-address';
+/**
+ * plaintext-cross-network: a non-mTLS endpoint on another network (a gateway passes TLS through untouched);
+ * duplicate-address: its address:port is another endpoint's;
+ * gateway-unreachable: on another network, and every gateway that stands for it is down (meshfed's gateway probes),
+ * so it is not offered at all and clients fail over to the next tier at once.
+ */
+export type DropReason = 'plaintext-cross-network' | 'duplicate-address' | 'gateway-unreachable';
 
 /** An endpoint left out of the assignment, and why (for `why`-style explanations). */
 export interface DroppedEndpoint {
@@ -228,8 +238,7 @@ export function placeEndpoints(snapshot: FederatedSnapshot, proxy: ProxyView, ca
   const weight = clampWeight(scale); // every model endpoint weighs 1: Istio's scaleEndpointLBWeight gives it scaleFactor
 
   for (const c of candidates) {
-    const gateways = gatewaysFor(index, c.network, c.cluster);
-    if (proxyNetwork === undefined || c.network === proxyNetwork || gateways.length === 0) {
+    if (proxyNetwork === undefined || c.network === proxyNetwork || !networkHasGateways(index, c.network)) {
       const key = c.addressKey;
       if (directAddresses.has(key)) {
         dropped.push(droppedEndpoint(c, 'duplicate-address'));
@@ -241,6 +250,11 @@ export function placeEndpoints(snapshot: FederatedSnapshot, proxy: ProxyView, ca
     }
     if (!c.mtls) {
       dropped.push(droppedEndpoint(c, 'plaintext-cross-network'));
+      continue;
+    }
+    const gateways = gatewaysFor(index, c.network, c.cluster);
+    if (gateways.length === 0) {
+      dropped.push(droppedEndpoint(c, 'gateway-unreachable'));
       continue;
     }
     const share = Math.floor(weight / gateways.length);

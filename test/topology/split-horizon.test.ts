@@ -20,6 +20,8 @@ type ServicePortInput = z.input<typeof servicePortSchema>;
 interface ClusterSpec extends Omit<ClusterInput, 'gateways'> {
   gateways?: (string | { address: string; port?: number })[];
   state?: ClusterState;
+  /** addresses of its gateways that meshfed's probes find down */
+  down?: string[];
   /** endpoints of ns/example; undefined: the cluster does not have the service */
   endpoints?: (string | EndpointInput)[];
   ports?: ServicePortInput[];
@@ -28,14 +30,15 @@ interface ClusterSpec extends Omit<ClusterInput, 'gateways'> {
 const DEFAULT_PORTS: ServicePortInput[] = [{ name: 'http', port: PORT, targetPort: 8080 }];
 
 function clusterView(spec: ClusterSpec): ClusterView {
-  const { state = 'ready', endpoints, ports = DEFAULT_PORTS, gateways = [], ...input } = spec;
+  const { state = 'ready', endpoints, ports = DEFAULT_PORTS, gateways = [], down = [], ...input } = spec;
   const cluster = clusterSchema.parse({ ...input, gateways: gateways.map((g) => (typeof g === 'string' ? { address: g } : g)) });
   const services = new Map<string, ServiceView>();
   if (endpoints && state !== 'evicted') {
     const service = serviceSchema.parse({ cluster: cluster.name, namespace: 'ns', name: 'example', ports });
     services.set(SERVICE, Object.freeze({ service, endpoints: endpoints.map((e) => endpointSchema.parse(typeof e === 'string' ? { address: e } : e)) }));
   }
-  return Object.freeze({ cluster, gateways: cluster.gateways, state, services });
+  const unreachableGateways = cluster.gateways.filter((g) => down.includes(g.address)).map((g) => ({ address: g.address, port: g.port, reason: 'connect ECONNREFUSED', since: '2026-01-01T00:00:00.000Z' }));
+  return Object.freeze({ cluster, gateways: cluster.gateways, state, services, ...(unreachableGateways.length > 0 ? { unreachableGateways } : {}) });
 }
 
 function snapshot(...specs: ClusterSpec[]): FederatedSnapshot {
@@ -291,6 +294,97 @@ const cases: Case[] = [
     want: [],
   },
 ];
+
+const reachabilityCases: Case[] = [
+  {
+    name: 'a gateway found down: the endpoints only it stands for are not offered to other networks; the others are',
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b', 'net-b', { gateways: ['192.0.2.10'], down: ['192.0.2.10'], endpoints: ['10.1.0.1', '10.1.0.2'] }),
+      net('c-c', 'net-c', { gateways: ['192.0.2.30'], endpoints: ['10.2.0.1'] }),
+    ],
+    proxy: proxyOn('net-a'),
+    want: ['p0 - w2', '  10.0.0.1:8080 w1 HEALTHY', '  192.0.2.30:15443 w1 HEALTHY via net-c[c-c]x1'],
+    dropped: ['c-b 10.1.0.1:8080 gateway-unreachable', 'c-b 10.1.0.2:8080 gateway-unreachable'],
+    skippedGateways: ['c-b 192.0.2.10:15443 unreachable'],
+  },
+  {
+    name: "a gateway found down changes nothing for proxies on its own network",
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b', 'net-b', { gateways: ['192.0.2.10'], down: ['192.0.2.10'], endpoints: ['10.1.0.1', '10.1.0.2'] }),
+    ],
+    proxy: proxyOn('net-b'),
+    want: ['p0 - w3', '  10.0.0.1:8080 w1 HEALTHY', '  10.1.0.1:8080 w1 HEALTHY', '  10.1.0.2:8080 w1 HEALTHY'],
+    skippedGateways: ['c-b 192.0.2.10:15443 unreachable'],
+  },
+  {
+    name: "one of a cluster's two gateways down: the other stands for all its endpoints",
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b', 'net-b', { gateways: ['192.0.2.21', '192.0.2.22'], down: ['192.0.2.22'], endpoints: ['10.1.0.1', '10.1.0.2'] }),
+    ],
+    proxy: proxyOn('net-a'),
+    // the scale factor still counts the gateway that is down (LCM 2), so proxies it does not concern keep their weights
+    want: ['p0 - w6', '  10.0.0.1:8080 w2 HEALTHY', '  192.0.2.21:15443 w4 HEALTHY via net-b[c-b]x2'],
+    scaleFactor: 2,
+    skippedGateways: ['c-b 192.0.2.22:15443 unreachable'],
+  },
+  {
+    name: "a cluster's own gateway down: its endpoints are not handed to another cluster's gateway (which forwards only to its own)",
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b1', 'net-b', { gateways: ['192.0.2.21'], down: ['192.0.2.21'], endpoints: ['10.1.0.1'] }),
+      net('c-b2', 'net-b', { gateways: ['192.0.2.22'], endpoints: ['10.1.1.1'] }),
+    ],
+    proxy: proxyOn('net-a'),
+    want: ['p0 - w4', '  10.0.0.1:8080 w2 HEALTHY', '  192.0.2.22:15443 w2 HEALTHY via net-b[c-b2]x1'],
+    dropped: ['c-b1 10.1.0.1:8080 gateway-unreachable'],
+    skippedGateways: ['c-b1 192.0.2.21:15443 unreachable'],
+  },
+  {
+    name: 'every gateway of a network down: its endpoints are withheld, never made direct (even a gateway-less cluster\'s)',
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b1', 'net-b', { gateways: ['192.0.2.21'], down: ['192.0.2.21'], endpoints: ['10.1.0.1'] }),
+      net('c-b2', 'net-b', { endpoints: ['10.1.1.1'] }),
+    ],
+    proxy: proxyOn('net-a'),
+    want: ['p0 - w1', '  10.0.0.1:8080 w1 HEALTHY'],
+    dropped: ['c-b1 10.1.0.1:8080 gateway-unreachable', 'c-b2 10.1.1.1:8080 gateway-unreachable'],
+    skippedGateways: ['c-b1 192.0.2.21:15443 unreachable'],
+  },
+  {
+    name: 'a plaintext endpoint behind a gateway found down is still dropped as plaintext',
+    clusters: [
+      net('c-a', 'net-a', { endpoints: ['10.0.0.1'] }),
+      net('c-b', 'net-b', { gateways: ['192.0.2.10'], down: ['192.0.2.10'], endpoints: [{ address: '10.1.0.1', tlsMode: 'plaintext' }] }),
+    ],
+    proxy: proxyOn('net-a'),
+    want: ['p0 - w1', '  10.0.0.1:8080 w1 HEALTHY'],
+    dropped: ['c-b 10.1.0.1:8080 plaintext-cross-network'],
+    skippedGateways: ['c-b 192.0.2.10:15443 unreachable'],
+  },
+];
+
+describe('loadAssignment: gateways found down by the probes', () => {
+  it.each(reachabilityCases)('$name', (c) => {
+    const a = loadAssignment(snapshot(...c.clusters), c.proxy, SERVICE, PORT);
+    expect(render(a)).toEqual(c.want);
+    expectValidForXds(a);
+    if (c.scaleFactor !== undefined) expect(a.scaleFactor).toBe(c.scaleFactor);
+    expect(a.dropped.map((d) => `${d.cluster} ${d.address}:${d.port} ${d.reason}`)).toEqual(c.dropped ?? []);
+    expect(a.skippedGateways.map((g) => `${g.cluster} ${g.address}:${g.port} ${g.reason}`)).toEqual(c.skippedGateways ?? []);
+  });
+
+  it('comes back as it was once the gateway is reachable again', () => {
+    const clusters = reachabilityCases[0]?.clusters ?? [];
+    const recovered = clusters.map(({ down: _down, ...spec }) => spec);
+    const a = loadAssignment(snapshot(...recovered), proxyOn('net-a'), SERVICE, PORT);
+    expect(render(a)).toEqual(['p0 - w4', '  10.0.0.1:8080 w1 HEALTHY', '  192.0.2.10:15443 w2 HEALTHY via net-b[c-b]x2', '  192.0.2.30:15443 w1 HEALTHY via net-c[c-c]x1']);
+    expect(a.dropped).toEqual([]);
+  });
+});
 
 describe('loadAssignment: split horizon', () => {
   it.each(cases)('$name', (c) => {

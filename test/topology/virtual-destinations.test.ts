@@ -467,6 +467,36 @@ describe('virtualDestinationAssignment', () => {
     }
   });
 
+  it('fails over to the next tier at once when the gateways of a tier are found down, and back when they recover', () => {
+    // west-1's own reviews are down, so its clients cross to us-east through east-1's and east-2's gateways, then eu-central
+    const ordered = vd({ regionMappings: [{ from: 'us-west', to: ['us-east', 'eu-central'] }] });
+    const healthy = federation({ 'west-1': endpoints('10.3.0', 2, 2) });
+    const withDown = (snapshot: FederatedSnapshot, down: Record<string, string>): FederatedSnapshot => ({
+      ...snapshot,
+      clusters: new Map(
+        [...snapshot.clusters].map(([name, view]) => {
+          const address = down[name];
+          return [name, address === undefined ? view : { ...view, unreachableGateways: [{ address, port: 15443, reason: 'no answer to a ClientHello within 1 s', since: '2026-01-01T00:00:00.000Z' }] }];
+        }),
+      ),
+    });
+    const top = (snapshot: FederatedSnapshot): string[] => {
+      // what the clients use: the healthy endpoints of the first priority that has any
+      const { assignment } = virtualDestinationAssignment(snapshot, ordered, 9080, WEST);
+      const healthyOf = (priority: number) => assignment.groups.filter((g) => g.priority === priority).flatMap((g) => g.endpoints.filter((e) => e.health === 'HEALTHY'));
+      const first = assignment.groups.map((g) => g.priority).find((priority) => healthyOf(priority).length > 0);
+      return (first === undefined ? [] : healthyOf(first)).map((e) => `${e.address} ${e.via.kind === 'gateway' ? e.via.clusters.join(',') : 'direct'}`);
+    };
+    expect(top(healthy)).toEqual(['192.0.2.1 east-1', '192.0.2.2 east-2']);
+    expect(top(withDown(healthy, { 'east-2': '192.0.2.2' }))).toEqual(['192.0.2.1 east-1']);
+    expect(top(withDown(healthy, { 'east-1': '192.0.2.1', 'east-2': '192.0.2.2' }))).toEqual(['192.0.2.4 eu-1']);
+    // west-1's own clients, on the network of nothing that went down, are the only ones affected: east-1's are not
+    const fromEast = (snapshot: FederatedSnapshot): LoadAssignment => virtualDestinationAssignment(snapshot, vd(), 9080, EAST).assignment;
+    expect(render({ assignment: fromEast(withDown(healthy, { 'east-1': '192.0.2.1', 'east-2': '192.0.2.2' })), placements: virtualDestinationAssignment(healthy, vd(), 9080, EAST).placements })).toEqual(
+      render(virtualDestinationAssignment(healthy, vd(), 9080, EAST)),
+    );
+  });
+
   it('never sends plaintext endpoints through a gateway', () => {
     const snapshot = federation({ 'west-1': [...endpoints('10.3.0', 2), { address: '10.3.0.9', tlsMode: 'plaintext' }] });
     const east = virtualDestinationAssignment(snapshot, vd(), 9080, EAST).assignment;

@@ -2,7 +2,7 @@ import type { Cluster, Gateway } from '../model/cluster.js';
 import { formatDuration } from '../model/duration.js';
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import { RegistryMetrics } from './metrics.js';
-import type { ClusterView, ClusterState, FederatedSnapshot, SnapshotChange } from './snapshot.js';
+import type { ClusterView, ClusterState, FederatedSnapshot, SnapshotChange, UnreachableGateway } from './snapshot.js';
 import { EMPTY_SNAPSHOT } from './snapshot.js';
 import type { ClusterSource, ServiceView, SourceEvents } from './source.js';
 import type { Registry as PromRegistry } from 'prom-client';
@@ -32,6 +32,8 @@ export interface ClusterStatus {
   source: Cluster['source']['type'];
   gateways: Gateway[];
   gatewaysFrom: 'registration' | 'discovery' | 'none';
+  /** those of `gateways` meshfed's probes find down; absent when none is */
+  unreachableGateways?: UnreachableGateway[];
   state: ClusterState;
   reason?: string;
   /** when the cluster entered its state */
@@ -77,6 +79,8 @@ class ClusterEntry {
   lastSync: Date | undefined;
   services = new Map<string, ServiceView>();
   discovered: readonly Gateway[] = [];
+  /** what the gateway probes found down, by `address|port` (may name gateways the cluster no longer has) */
+  readonly unreachable = new Map<string, UnreachableGateway>();
   graceTimer: NodeJS.Timeout | undefined;
   watchRestarts = 0;
   events = 0;
@@ -94,7 +98,14 @@ class ClusterEntry {
     if (this.discovered.length > 0) return { gateways: [...this.discovered], from: 'discovery' };
     return { gateways: [], from: 'none' };
   }
+
+  /** the cluster's gateways that the probes find down */
+  get unreachableGateways(): UnreachableGateway[] {
+    return this.gateways.gateways.flatMap((gw) => this.unreachable.get(gatewayKey(gw.address, gw.port)) ?? []);
+  }
 }
+
+const gatewayKey = (address: string, port: number): string => `${address.toLowerCase()}|${String(port)}`;
 
 /**
  * The federation's live knowledge: every registered cluster, its health, and its
@@ -178,6 +189,24 @@ export class Registry {
 
   list(): ClusterStatus[] {
     return [...this.#entries.values()].map((entry) => this.#status(entry)).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * What meshfed's gateway probes found of a gateway of `cluster`: down (with what the last probe saw) or reachable
+   * (undefined). The topology stops offering the endpoints only down gateways stand for to other networks. Ignored
+   * for a cluster that is not registered.
+   */
+  setGatewayReachability(cluster: string, address: string, port: number, down: { reason: string } | undefined): void {
+    const entry = this.#entries.get(cluster);
+    if (!entry || this.#closed) return;
+    const key = gatewayKey(address, port);
+    if (down === undefined) {
+      if (!entry.unreachable.delete(key)) return;
+    } else {
+      if (entry.unreachable.has(key)) return;
+      entry.unreachable.set(key, Object.freeze({ address, port, reason: down.reason, since: new Date().toISOString() }));
+    }
+    this.#markCluster(cluster);
   }
 
   /** Publishes pending changes now instead of waiting for the debounce window. */
@@ -345,9 +374,11 @@ export class Registry {
   }
 
   #view(entry: ClusterEntry): ClusterView {
+    const unreachable = entry.unreachableGateways;
     return Object.freeze({
       cluster: entry.cluster,
       gateways: Object.freeze(entry.gateways.gateways),
+      ...(unreachable.length > 0 ? { unreachableGateways: Object.freeze(unreachable) } : {}),
       state: entry.state,
       ...(entry.reason ? { reason: entry.reason } : {}),
       services: entry.state === 'evicted' ? new Map<string, ServiceView>() : new Map(entry.services),
@@ -366,6 +397,7 @@ export class Registry {
       source: entry.cluster.source.type,
       gateways,
       gatewaysFrom: from,
+      ...(entry.unreachableGateways.length > 0 ? { unreachableGateways: entry.unreachableGateways } : {}),
       state: entry.state,
       ...(entry.reason ? { reason: entry.reason } : {}),
       since: entry.since.toISOString(),

@@ -697,7 +697,7 @@ const vdMap = (vds: readonly NamedVirtualDestination[]): Map<string, VirtualDest
 /** What of a cluster, beyond its services, shapes what proxies see: network, locality, state, gateways. */
 function clusterSignatures(snapshot: FederatedSnapshot): Map<string, string> {
   return new Map(
-    [...snapshot.clusters].map(([name, view]) => [name, JSON.stringify([view.cluster.network, view.cluster.region, view.cluster.zone, view.state, view.gateways])]),
+    [...snapshot.clusters].map(([name, view]) => [name, JSON.stringify([view.cluster.network, view.cluster.region, view.cluster.zone, view.state, view.gateways, view.unreachableGateways?.map((g) => [g.address, g.port])])]),
   );
 }
 

@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
 import { checkFederationKubeconfigs, openRegistrations, startManager, type Manager } from '../api/manager.js';
 import { parseDuration } from '../model/duration.js';
 import { formatLocality } from '../model/locality.js';
+import { DEFAULT_GATEWAY_PROBE, GatewayProber } from '../registry/gateway-probe.js';
 import { DEFAULT_GRACE_MS } from '../registry/registry.js';
 import { startDnsServer, type DnsServer } from '../dns/server.js';
 import { StaticZoneSource, type DnsName } from '../dns/source.js';
@@ -49,6 +50,11 @@ interface ServeOptions {
   gateways: boolean;
   workloads?: boolean;
   probePeriod: string;
+  gatewayProbe: boolean;
+  gatewayProbePeriod: string;
+  gatewayProbeTimeout: string;
+  gatewayProbeFailures: string;
+  gatewayProbeSuccesses: string;
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
@@ -137,6 +143,11 @@ export function serveCommand(): Command {
     .option('--workloads', "run the loopback endpoints of the federation file's static clusters as real demo workloads (gRPC echo + health, HTTP; mTLS), their readiness probed like a kubelet's (default with --demo; proxyless mTLS defaults to the certificate provider instance default)")
     .option('--no-workloads', "don't run the demo workloads, not even with --demo")
     .option('--probe-period <duration>', "how often the demo workloads' readiness is probed", '1s')
+    .option('--no-gateway-probe', "don't probe the federation's east-west gateways (then a gateway that cannot be reached is only left by clients' own outlier detection)")
+    .option('--gateway-probe-period <duration>', 'how often each east-west gateway is probed (a TCP connect and a TLS ClientHello on its address); endpoints behind a gateway found down are withheld from other networks', `${DEFAULT_GATEWAY_PROBE.periodMs / 1000}s`)
+    .option('--gateway-probe-timeout <duration>', 'how long a gateway probe waits for an answer', `${DEFAULT_GATEWAY_PROBE.timeoutMs / 1000}s`)
+    .option('--gateway-probe-failures <n>', 'failed probes in a row that make a gateway unreachable', String(DEFAULT_GATEWAY_PROBE.failureThreshold))
+    .option('--gateway-probe-successes <n>', 'successful probes in a row that make it reachable again', String(DEFAULT_GATEWAY_PROBE.successThreshold))
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
     .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
@@ -159,6 +170,18 @@ export function serveCommand(): Command {
       const syncEvery = parseDuration(opts.syncEvery);
       const graceMs = parseDuration(opts.grace);
       const probePeriodMs = parseDuration(opts.probePeriod);
+      const count = (value: string, flag: string): number => {
+        if (!/^[1-9]\d{0,5}$/.test(value)) throw new UsageError(`${flag} must be a whole number of at least 1, not ${JSON.stringify(value)}`);
+        return Number(value);
+      };
+      const gatewayProbe = opts.gatewayProbe
+        ? {
+            periodMs: parseDuration(opts.gatewayProbePeriod),
+            timeoutMs: parseDuration(opts.gatewayProbeTimeout),
+            failureThreshold: count(opts.gatewayProbeFailures, '--gateway-probe-failures'),
+            successThreshold: count(opts.gatewayProbeSuccesses, '--gateway-probe-successes'),
+          }
+        : undefined;
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
       if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
@@ -282,6 +305,8 @@ export function serveCommand(): Command {
           }),
         );
       }
+      const prober = gatewayProbe ? new GatewayProber(manager.registry, { ...gatewayProbe, logger: log, metrics }) : undefined;
+      prober?.start();
       const sync = setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
@@ -314,6 +339,10 @@ export function serveCommand(): Command {
       }
       if (gateways.length > 0) {
         lines.push(`  gateways       ${gateways.map((g) => `${g.cluster} ${g.handle.host}:${String(g.handle.port)}`).join(', ')} (built in: TLS passthrough by SNI, routes from xDS)`);
+      }
+      if (prober) {
+        const { periodMs, timeoutMs, failureThreshold, successThreshold } = prober.settings;
+        lines.push(`  gateway probes every ${String(periodMs / 1000)} s (timeout ${String(timeoutMs / 1000)} s): down after ${String(failureThreshold)} failures, up after ${String(successThreshold)} success${successThreshold === 1 ? '' : 'es'}; endpoints behind a gateway found down are withheld from other networks`);
       }
       if (workloads) lines.push(...workloads.summary(shown));
       const vdNames = virtualDestinations.list().map((vd) => vd.spec.hostname);
@@ -352,7 +381,7 @@ export function serveCommand(): Command {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
           unsubscribeZone();
-          const stopped = drills.close().then(() => workloads?.close());
+          const stopped = drills.close().then(() => Promise.all([workloads?.close(), prober?.stop()]));
           void Promise.allSettled([stopped.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });

@@ -10,10 +10,13 @@
  * - kill-workloads: every running workload of the target (optionally of one service) dies; the cluster's readiness
  *   prober notices as a kubelet would and reports through its static source; clients see their connections fail.
  *   Restore starts the workloads this fault killed.
- * - kill-gateway: the cluster's built-in gateway dies (listener closed, connections destroyed); meshfed keeps
- *   advertising it (it runs no gateway health checks), clients get refused. Restore starts it on the same address.
+ * - kill-gateway: the cluster's built-in gateway dies (listener closed, connections destroyed); clients get refused
+ *   (grpc leaves a priority whose connections are refused by itself), and meshfed's gateway probes (serve's
+ *   GatewayProber) find it down after their failure threshold. Restore starts it on the same address.
  * - partition: the cluster's gateway is cut from its clients: connects hang, live connections carry nothing, calls
- *   time out (GatewayHandle.partition). Restore heals it.
+ *   time out (GatewayHandle.partition). meshfed's gateway probes are cut off like any other client (their
+ *   ClientHello gets no answer) and so find it down, and its endpoints are withheld from other networks; nothing
+ *   tells meshfed. Restore heals it.
  * - api-outage: the cluster's static source reports that its API is gone (StaticSource.fail): the registry keeps
  *   the last-known endpoints for its grace period, then evicts them. Restore brings the API back (resync).
  *

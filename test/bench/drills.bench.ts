@@ -10,11 +10,9 @@
  *
  *   shipped     the five scenarios/*.yaml as they are. Per fault step and stream that moved or failed, the engine's
  *               figures (scenarios/README.md, "What a drill measures"): time to detect, time to shift (the start of
- *               the first 1 s window with ≥ 95 % of the stream's completed requests on the new tier), failed during
- *               the shift, time to fail back. Two columns are the bench's own, from the per-second buckets, because
- *               a request counts when it completes: calls into a partition fail only at their deadline, so the
- *               first window after a partition can look clean while they hang, and the engine then reports a shift
- *               that never held. "held from": from which whole second after the step (seconds that began at most
+ *               the first 1 s window with ≥ 95 % of the requests sent in it on the new tier), failed during
+ *               the shift, time to fail back. Two columns are the bench's own, from the per-second buckets (by
+ *               send time, as the engine counts), to tell a shift that held from one that did not. "held from": from which whole second after the step (seconds that began at most
  *               50 ms before it) every second up to the next step had ≥ 95 % on the tier the stream ended on
  *               (its clusters with ≥ 5 % of the last whole second's answers); "failed in step": failures from the
  *               step to the next one, by whole seconds.
@@ -36,8 +34,10 @@
  *                    client, no prober involved).
  *     outlier only   drills-reference-partition.yaml: west-1's reviews killed, so west-1's clients cross net-east's
  *                    gateways; then east-1's gateway is partitioned: connections stay up, calls time out (1 s
- *                    deadline), nothing but outlier detection can move a client. reviews.global as shipped and
- *                    reviews-ref.global (no retries) side by side. The ejection comes on a tick of the 10 s
+ *                    deadline). Run on a second serve, on 127.0.125-127.x, with --no-gateway-probe, so that nothing
+ *                    but outlier detection can move a client: reviews.global as shipped and reviews-ref.global (no
+ *                    retries) side by side. The same drill on the first serve (gateway probes on, as shipped) is
+ *                    meshfed's figure for that fault. The ejection comes on a tick of the 10 s
  *                    timer, whose phase the scenario's timing fixes (the timer starts with the client, just before
  *                    the drill's clock), so runs repeat much the same figure; the bench prints the range a random
  *                    phase would give. Envoy's interval-driven detection (success rate, failure percentage) and
@@ -348,12 +348,15 @@ export async function run(): Promise<void> {
   const benchStarted = performance.now();
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'inherit', timeout: BUILD_LIMIT_MS });
   const federation = await startShippedFederation(SUBNET);
+  const gatewayProbes = /gateway probes (every [^;]*)/.exec(federation.serve.stdout)?.[1] ?? '(settings not in the summary)';
   const probe = /readiness\s+(probed like a kubelet every [^:]*)/.exec(federation.serve.stdout)?.[1] ?? 'probed like a kubelet (settings not in the summary)';
-  console.log(`meshfed serve of the demo federation on 127.0.${String(SUBNET + 1)}-${String(SUBNET + 3)}.x, --grace 10s; readiness ${probe}`);
+  console.log(`meshfed serve of the demo federation on 127.0.${String(SUBNET + 1)}-${String(SUBNET + 3)}.x, --grace 10s; readiness ${probe}; gateway probes ${gatewayProbes}`);
   const errors: string[] = [];
   const shipped: Drilled[] = [];
   let kill: Drilled | undefined;
+  /** the partition reference without meshfed's gateway probes (outlier detection alone), and with them */
   let partition: Drilled | undefined;
+  let partitionProbed: Drilled | undefined;
   let samples: HealthSample[] = [];
   try {
     for (const file of SHIPPED) {
@@ -370,7 +373,7 @@ export async function run(): Promise<void> {
       const polling = pollHealth(federation, drilling, loadScenarioFile(REFERENCE_KILL).durationMs + DRILL_SLACK_MS);
       kill = await drilling;
       samples = await polling;
-      partition = await runDrill(federation, REFERENCE_PARTITION);
+      partitionProbed = await runDrill(federation, REFERENCE_PARTITION);
     } catch (error) {
       errors.push(`reference: ${(error as Error).message}`);
       console.log(`reference: could not run: ${(error as Error).message}`);
@@ -383,13 +386,31 @@ export async function run(): Promise<void> {
       errors.push((error as Error).message);
     });
   }
+  // outlier detection alone: the same partition on a serve that does not probe its gateways (its own addresses)
+  try {
+    const unprobed = await startShippedFederation(SUBNET + 4, ['--no-gateway-probe']);
+    try {
+      await applyReference(unprobed);
+      partition = await runDrill(unprobed, REFERENCE_PARTITION);
+    } finally {
+      await within(unprobed.close(), CLOSE_LIMIT_MS, 'stopping meshfed serve --no-gateway-probe').catch((error: unknown) => {
+        unprobed.serve.child.kill('SIGKILL');
+        errors.push((error as Error).message);
+      });
+    }
+  } catch (error) {
+    errors.push(`reference without gateway probes: ${(error as Error).message}`);
+    console.log(`reference without gateway probes: could not run: ${(error as Error).message}`);
+  }
 
   console.log('\nshipped drills (scenarios/*.yaml), one federation, one after the other; times from the fault step');
   printTable(shipped.flatMap((d) => d.rows));
   for (const d of shipped) for (const e of d.result.expectations.filter((x) => !x.passed)) console.log(`  ${d.scenario.name}: FAILED ${e.name}: ${e.detail}`);
 
   console.log(`\nreferences, same run, same federation; ${REFERENCE_HOSTNAME}: reviews' backends and failover, outlierDetection ${JSON.stringify(REFERENCE_OUTLIER_DETECTION)}`);
-  printTable([...(kill?.rows ?? []), ...(partition?.rows ?? [])]);
+  printTable([...(kill?.rows ?? []), ...(partitionProbed?.rows ?? [])]);
+  console.log(`the partition again on 127.0.${String(SUBNET + 5)}-${String(SUBNET + 7)}.x, meshfed serve --no-gateway-probe (outlier detection alone):`);
+  printTable(partition?.rows ?? []);
 
   const killMeshfed = rowOf(kill, 'meshfed', 'kill-east-1');
   const killReference = rowOf(kill, 'reference', 'kill-east-1');
@@ -410,22 +431,24 @@ export async function run(): Promise<void> {
   console.log(`   push: drain → first request answered by east-2 (drain-and-failback): ${fmtMsOrNever(push)}`);
   console.log(`   readiness + push: ${fmtMsOrNever(readiness)}`);
 
+  const probedMeshfed = rowOf(partitionProbed, 'meshfed', 'cut-east-1');
   const odMeshfed = rowOf(partition, 'meshfed', 'cut-east-1');
   const odReference = rowOf(partition, 'reference', 'cut-east-1');
   const outlierOnly = odReference && effective(odReference);
-  console.log("\n3. outlier detection alone (partition of east-1's gateway, which west-1's clients cross):");
+  console.log("\n3. outlier detection alone (partition of east-1's gateway, which west-1's clients cross), on a serve with --no-gateway-probe:");
   console.log(`   meshfed    ${streamText(partition, 'meshfed')}: ${rowText(odMeshfed)}`);
   console.log(`   reference  ${streamText(partition, 'reference')}, outlier detection: ${rowText(odReference)}`);
+  console.log(`   meshfed with its gateway probes (the first serve), same partition: ${rowText(probedMeshfed)}; ratio to outlier detection alone: ${ratio(probedMeshfed && effective(probedMeshfed), outlierOnly)}`);
   const intervalMs = parseDuration(REFERENCE_OUTLIER_DETECTION.interval ?? '10s');
   const deadlineMs = loadScenarioFile(REFERENCE_PARTITION).traffic.find((t) => t.name === 'reference')?.timeoutMs ?? 0;
   // the first tick whose interval holds more than `threshold` % failures: failures complete from the deadline on
   const earliest = deadlineMs + ((intervalMs - deadlineMs) * (REFERENCE_OUTLIER_DETECTION.failurePercentage?.threshold ?? 0)) / 100;
-  console.log(`   by completion: the last failures end up to the ${fmtMs(deadlineMs)} deadline after the ejection. The ejection comes on a tick of the`);
+  console.log(`   by send time: the calls sent up to the ${fmtMs(deadlineMs)} deadline before the ejection still fail. The ejection comes on a tick of the`);
   console.log(`   ${fmtMs(intervalMs)} timer, which starts with the reference's client, a little before the drill's clock: the scenario's timing fixes`);
   console.log(`   its phase, so runs repeat much the same figure. At a random phase it would come ${fmtMs(earliest)} to ${fmtMs(earliest + intervalMs)} after the`);
   console.log(`   partition (mean ${fmtMs(intervalMs / 2 + earliest)}), plus up to the deadline.`);
 
-  const hard = [...shipped.flatMap((d) => d.rows), ...(kill?.rows ?? []), ...(partition?.rows ?? [])].filter((r) => r.kind === 'hard' && !(r.scenario.startsWith('reference') && r.stream === 'reference'));
+  const hard = [...shipped.flatMap((d) => d.rows), ...(kill?.rows ?? []), ...(partitionProbed?.rows ?? [])].filter((r) => r.kind === 'hard' && !(r.scenario.startsWith('reference') && r.stream === 'reference'));
   console.log(`\ntarget: hard faults shift ≥ ${String(SHIFT_SHARE * 100)} % in ≤ ${fmtMs(TARGET_MS)} with retries (meshfed's streams; effective shift)`);
   const cells = hard.map((r) => {
     const e = effective(r);

@@ -20,6 +20,7 @@ import type { AppliedFault, DrillWorld, Fault, RequestOutcome, Traffic, TrafficS
 import type { EmbeddedFederation } from '../../src/sim/embedded-federation.js';
 import type { EmbeddedGateway } from '../../src/gateway/embedded.js';
 import type { NodeIdentity } from '../../src/xds/ads-server.js';
+import { probeGateway } from '../../src/registry/gateway-probe.js';
 import { eventually, startInProcessFederation } from '../sim/helpers.js';
 
 const CLUSTERS = [
@@ -230,6 +231,8 @@ describe('the embedded world: faults and traffic', () => {
     const partitioned = await world.apply({ kind: 'partition', target: { region: 'us-west' } });
     expect(partitioned.label).toBe('partition us-west');
     expect(gateway?.partitioned()).toBe(true);
+    // meshfed's gateway probe is cut off like any client: its ClientHello gets no answer
+    expect(await probeGateway(gateway?.host ?? '', gateway?.port ?? 0, 500)).toEqual({ ok: false, reason: 'no answer to a ClientHello within 0.5 s' });
     await settled((o) => o.error !== undefined, 'calls to time out');
     for (const [stream, outcomes] of await sample()) {
       expect(outcomes.length, stream.spec.name).toBeGreaterThan(stream.spec.rate / 4);
@@ -246,6 +249,7 @@ describe('the embedded world: faults and traffic', () => {
     await partitioned.restore();
     await partitioned.restore();
     expect(gateway?.partitioned()).toBe(false);
+    expect(await probeGateway(gateway?.host ?? '', gateway?.port ?? 0, 5_000)).toEqual({ ok: true });
     await settled((o) => o.cluster === 'west-1', 'west-1 to answer again after the partition');
     await expectAllOn('west-1');
     // the connection it opened during the partition is served once it heals

@@ -39,8 +39,11 @@ export interface ShippedFederation {
   close(): Promise<void>;
 }
 
-/** The demo federation on 127.0.{SUBNET+1..3}.x and free gateway ports, served with a 10 s grace (what api-server-outage.yaml expects). */
-export async function startShippedFederation(subnet: number): Promise<ShippedFederation> {
+/**
+ * The demo federation on 127.0.{SUBNET+1..3}.x and free gateway ports, served with a 10 s grace (what
+ * api-server-outage.yaml expects) and `serveArgs` added to serve's command line.
+ */
+export async function startShippedFederation(subnet: number, serveArgs: readonly string[] = []): Promise<ShippedFederation> {
   const work = mkdtempSync(join(tmpdir(), 'meshfed-drills-'));
   const children = new Set<ChildProcessByStdio<null, Readable, Readable>>();
   let text = readFileSync(join(ROOT, 'federation/demo.yaml'), 'utf8');
@@ -50,7 +53,7 @@ export async function startShippedFederation(subnet: number): Promise<ShippedFed
   writeFileSync(federation, text);
   const stateDir = join(work, 'state');
   const serve = await startServe(
-    ['--config', federation, '--workloads', '--grace', '10s', '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0'],
+    ['--config', federation, '--workloads', '--grace', '10s', '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', ...serveArgs],
     { cwd: work, children },
   );
   const token = readFileSync(join(stateDir, 'api-token'), 'utf8').trim();

@@ -3,9 +3,9 @@
  * a sidecar needs from meshfed: the manager with its xDS server, the built-in gateways, the embedded workloads and
  * meshfed's DNS server (on a free port, with the manager's VIPs):
  *
- *   east-1  net-east  us-east/us-east-1a  ratings 127.0.90.1, 127.0.90.2   gateway 127.0.93.1
- *   east-2  net-east  us-east/us-east-1b  ratings 127.0.91.1               gateway 127.0.93.2
- *   west-1  net-west  us-west/us-west-1a  ratings 127.0.92.1               gateway 127.0.93.3
+ *   east-1  net-east  us-east/us-east-1a  ratings 127.0.90.11, .12    gateway 127.0.93.1
+ *   east-2  net-east  us-east/us-east-1b  ratings 127.0.91.11              gateway 127.0.93.2
+ *   west-1  net-west  us-west/us-west-1a  ratings 127.0.92.11              gateway 127.0.93.3
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,9 +21,9 @@ import { TrustAuthority } from '../../src/trust/authority.js';
 import { freePort } from './helpers.js';
 
 export const RATINGS_CLUSTERS = [
-  { name: 'east-1', network: 'net-east', region: 'us-east', zone: 'us-east-1a', ratings: ['127.0.90.1', '127.0.90.2'], gateway: '127.0.93.1' },
-  { name: 'east-2', network: 'net-east', region: 'us-east', zone: 'us-east-1b', ratings: ['127.0.91.1'], gateway: '127.0.93.2' },
-  { name: 'west-1', network: 'net-west', region: 'us-west', zone: 'us-west-1a', ratings: ['127.0.92.1'], gateway: '127.0.93.3' },
+  { name: 'east-1', network: 'net-east', region: 'us-east', zone: 'us-east-1a', ratings: ['127.0.90.11', '127.0.90.12'], gateway: '127.0.93.1' },
+  { name: 'east-2', network: 'net-east', region: 'us-east', zone: 'us-east-1b', ratings: ['127.0.91.11'], gateway: '127.0.93.2' },
+  { name: 'west-1', network: 'net-west', region: 'us-west', zone: 'us-west-1a', ratings: ['127.0.92.11'], gateway: '127.0.93.3' },
 ] as const;
 
 export const RATINGS_TRUST_DOMAIN = 'ratings.test';

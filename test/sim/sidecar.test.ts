@@ -119,7 +119,7 @@ describe('the simulated sidecar', { timeout: 90_000 }, () => {
       drain(['east-1']);
       await servedBy('east-2');
       const east2 = await ratings();
-      expect(east2.headers[UPSTREAM_HOST_HEADER]).toMatch(/^127\.0\.91\.1:\d+$/);
+      expect(east2.headers[UPSTREAM_HOST_HEADER]).toMatch(/^127\.0\.91\.11:\d+$/);
 
       drain(['east-1', 'east-2']);
       await servedBy('west-1');
@@ -127,7 +127,7 @@ describe('the simulated sidecar', { timeout: 90_000 }, () => {
       const gateway = fed.gateways.find((g) => g.cluster === 'west-1');
       // through west-1's east-west gateway (TLS passed through by SNI), never to the workload's own address
       expect(west.headers[UPSTREAM_HOST_HEADER]).toBe(`${gateway?.handle.host ?? '?'}:${String(gateway?.handle.port)}`);
-      expect(west.reply?.endpoint).toMatch(/^127\.0\.92\.1:\d+$/);
+      expect(west.reply?.endpoint).toMatch(/^127\.0\.92\.11:\d+$/);
       // mTLS end to end through the gateway: both sides saw each other's SPIFFE ID
       expect(west.headers[UPSTREAM_PEER_HEADER]).toBe(RATINGS_ID);
       expect(west.reply?.peer).toBe(CLIENT_ID);

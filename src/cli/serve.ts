@@ -301,6 +301,8 @@ export function serveCommand(): Command {
             virtualDestinations: manager.virtualDestinations,
             gateways,
             federation: workloads,
+            ...(manager.xds ? { xds: { host: xdsListen.host, port: manager.xds.server.port } } : {}),
+            dns: { host: dnsListen.host, port: dns.port },
             logger: log,
           }),
         );

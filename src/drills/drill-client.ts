@@ -81,7 +81,7 @@ function attempt(client: EchoClient, message: string, deadline: number): Promise
 
 /** Starts the clients; they send until `stop()`. */
 export function startXdsTraffic(options: XdsTrafficOptions): Traffic {
-  const { spec, onRequest } = options;
+  const { spec } = options;
   checkTrafficSpec(spec);
   if (!registered) {
     register();
@@ -94,7 +94,49 @@ export function startXdsTraffic(options: XdsTrafficOptions): Traffic {
       'grpc.use_local_subchannel_pool': 1,
     }),
   );
-  const periodMs = (1000 * spec.clients) / spec.rate;
+  return startClientLoop({
+    spec,
+    clients,
+    onRequest: options.onRequest,
+    ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+    attempt: async (client, message, deadline) => {
+      const result = await attempt(client, message, deadline);
+      if (result.reply) return { cluster: result.reply.cluster };
+      const code = result.error?.code ?? grpc.status.UNKNOWN;
+      return { error: statusName(code), detail: result.error?.details ?? '', retriable: code === grpc.status.UNAVAILABLE };
+    },
+    close: () => {
+      for (const client of clients) client.close();
+    },
+  });
+}
+
+/** What one attempt of a request came to: the cluster that answered, or why it failed and whether to try again. */
+export type AttemptOutcome = { cluster: string } | { error: string; detail: string; retriable: boolean };
+
+export interface ClientLoopOptions<C> {
+  spec: TrafficSpec;
+  /** one per client of the stream (`spec.clients` of them) */
+  clients: readonly C[];
+  /** one attempt of a request by `client`, answered (never rejected) by `deadline` (Date.now() ms) or soon after */
+  attempt: (client: C, message: string, deadline: number) => Promise<AttemptOutcome>;
+  onRequest: (outcome: RequestOutcome) => void;
+  /** how long `ready()` waits for every client's first answer (default 30 s) */
+  readyTimeoutMs?: number;
+  /** releases the clients once the requests in flight are done */
+  close: () => void | Promise<void>;
+}
+
+/**
+ * The open loop every drill client runs, whatever it speaks: `spec.rate` requests per second spread evenly over the
+ * clients, each on its own staggered schedule that never waits for answers; each request retried while its attempt
+ * says so (up to `spec.attempts`, Envoy's jittered back-off, within the request's deadline); every request's outcome
+ * reported once, stamped with when it was sent.
+ */
+export function startClientLoop<C>(options: ClientLoopOptions<C>): Traffic {
+  const { spec, clients, onRequest } = options;
+  checkTrafficSpec(spec);
+  const periodMs = (1000 * clients.length) / spec.rate;
   const started = performance.now();
   /** the clients' next sends */
   const schedule = new Set<NodeJS.Timeout>();
@@ -127,34 +169,33 @@ export function startXdsTraffic(options: XdsTrafficOptions): Traffic {
     }
   };
 
-  async function request(index: number, client: EchoClient): Promise<void> {
+  async function request(index: number, client: C): Promise<void> {
     const sentAt = performance.now();
     const deadline = Date.now() + spec.timeoutMs;
     const message = `${spec.name} ${String(sequence++)}`;
-    let result = await attempt(client, message, deadline);
-    for (let tries = 1; result.error?.code === grpc.status.UNAVAILABLE && tries < spec.attempts && !run.stopped; tries++) {
+    let result = await options.attempt(client, message, deadline);
+    for (let tries = 1; 'error' in result && result.retriable && tries < spec.attempts && !run.stopped; tries++) {
       const backoff = Math.random() * Math.min(RETRY_BASE_MS * 2 ** (tries - 1), RETRY_MAX_MS);
       if (Date.now() + backoff >= deadline) break;
       if (!(await sleep(backoff))) break;
-      result = await attempt(client, message, deadline);
+      result = await options.attempt(client, message, deadline);
     }
     const latencyMs = performance.now() - sentAt;
-    if (result.reply) {
-      report({ sentAt, latencyMs, cluster: result.reply.cluster });
+    if ('cluster' in result) {
+      report({ sentAt, latencyMs, cluster: result.cluster });
       if (!answered[index]) {
         answered[index] = true;
         if (answered.every(Boolean)) readiness?.settle();
       }
     } else {
-      const code = result.error?.code ?? grpc.status.UNKNOWN;
-      lastError[index] = `${statusName(code)}: ${result.error?.details ?? ''}`;
-      report({ sentAt, latencyMs, error: statusName(code) });
+      lastError[index] = `${result.error}: ${result.detail}`;
+      report({ sentAt, latencyMs, error: result.error });
     }
   }
 
   clients.forEach((client, index) => {
     let n = 0;
-    const offset = (periodMs * index) / spec.clients;
+    const offset = (periodMs * index) / clients.length;
     const tick = (): void => {
       if (run.stopped) return;
       const sending = request(index, client);
@@ -215,7 +256,7 @@ export function startXdsTraffic(options: XdsTrafficOptions): Traffic {
       backoffs.clear();
       readiness?.settle(new Error(`traffic ${JSON.stringify(spec.name)}: stopped before every client had an answer`));
       await Promise.allSettled([...inFlight]);
-      for (const client of clients) client.close();
+      await options.close();
       if (listenerError) throw listenerError;
     },
   };

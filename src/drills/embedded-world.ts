@@ -2,7 +2,9 @@
  * The DrillWorld of `meshfed serve`'s embedded federation. Faults strike the simulated world — its workloads, its
  * built-in east-west gateways, the static sources that stand for its clusters' API servers — and traffic comes from
  * real proxyless gRPC clients standing in its clusters (drill-client.ts). meshfed's brain (registry, topology, xDS)
- * is never told of a fault; it learns of it as it would in production:
+ * is never told of a fault; it learns of it as it would in production. Traffic `via: dns` comes from HTTP clients
+ * (http-client.ts) that resolve the virtual destination through meshfed's DNS and send through a simulated sidecar
+ * of their cluster (src/sim/sidecar.ts: a real xDS client of meshfed, one per stream, closed with it). The faults:
  *
  * - drain: not a fault but an operator's act on meshfed: the matching endpoints of a virtual destination (of every
  *   one with backends in the target when none is named) are sent to clients DRAINING (FederationXds.setDrains, the
@@ -34,7 +36,9 @@ import type { StaticSource } from '../registry/static-source.js';
 import type { EmbeddedFederation, SimulatedWorkload } from '../sim/embedded-federation.js';
 import { endpointLocality, virtualDestinationClusters, type VirtualDestinationDrain } from '../topology/index.js';
 import type { FederationXds } from '../xds/federation-provider.js';
-import { checkTrafficSpec, startXdsTraffic } from './drill-client.js';
+import { startSidecar, identityFromFiles } from '../sim/sidecar.js';
+import { checkTrafficSpec, DEFAULT_READY_TIMEOUT_MS, startXdsTraffic } from './drill-client.js';
+import { startDnsTraffic } from './http-client.js';
 import type { AppliedFault, DrillWorld, Fault, FaultTarget, RequestOutcome, Traffic, TrafficSpec, WorldCluster } from './world.js';
 
 /** What the embedded world acts on: the parts `meshfed serve` runs. */
@@ -53,6 +57,10 @@ export interface EmbeddedWorldParts {
   federation: EmbeddedFederation;
   /** how long a stream's `ready()` waits for every client's first answer (default 30 s) */
   readyTimeoutMs?: number;
+  /** where meshfed's xDS server is reached: `via: dns` traffic's sidecars are its xDS clients */
+  xds?: { host: string; port: number };
+  /** where meshfed's DNS server is reached: `via: dns` clients and sidecars resolve VIPs there */
+  dns?: { host: string; port: number };
   logger?: Logger;
 }
 
@@ -64,6 +72,14 @@ function splitHostPort(to: string): { host: string; port?: number } {
   const match = /^(.+):(\d{1,5})$/.exec(to);
   return match ? { host: match[1] ?? '', port: Number(match[2]) } : { host: to };
 }
+
+/** where a server listening on `at` is reached from this host: a wildcard address on loopback */
+function reachable(at: { host: string; port: number }): { host: string; port: number } {
+  const host = at.host === '0.0.0.0' || at.host === '' ? '127.0.0.1' : at.host === '::' ? '::1' : at.host;
+  return { host, port: at.port };
+}
+
+const hostPort = (at: { host: string; port: number }): string => (at.host.includes(':') ? `[${at.host}]:${String(at.port)}` : `${at.host}:${String(at.port)}`);
 
 const zoneOf = (w: SimulatedWorkload): string => w.locality.split('/')[1] ?? '';
 
@@ -284,29 +300,54 @@ export function embeddedWorld(parts: EmbeddedWorldParts): DrillWorld {
       }
     },
     async startTraffic(spec: TrafficSpec, onRequest: (outcome: RequestOutcome) => void): Promise<Traffic> {
-      if (spec.via === 'dns') {
-        throw new Error(
-          `traffic ${quote(spec.name)}: via dns is not supported by the embedded world yet (a virtual destination's VIP is reached through a sidecar or node proxy that captures it, and the embedded federation runs none)`,
-        );
-      }
       checkTrafficSpec(spec);
-      if (!clusters().some((c) => c.name === spec.from)) throw new Error(`traffic ${quote(spec.name)}: there is no cluster ${quote(spec.from)} (clusters: ${listed(clusters().map((c) => c.name))})`);
-      const bootstrap = parts.federation.client(spec.from)?.bootstrap;
-      if (bootstrap === undefined) {
-        throw new Error(`traffic ${quote(spec.name)}: no demo client stands in ${spec.from} (clusters with workloads and an xDS bootstrap: ${listed(parts.federation.clusters.filter((c) => parts.federation.client(c)?.bootstrap !== undefined))})`);
-      }
+      const from = clusters().find((c) => c.name === spec.from);
+      if (!from) throw new Error(`traffic ${quote(spec.name)}: there is no cluster ${quote(spec.from)} (clusters: ${listed(clusters().map((c) => c.name))})`);
+      const demo = parts.federation.client(spec.from);
+      if (!demo) throw new Error(`traffic ${quote(spec.name)}: no demo client stands in ${spec.from} (clusters with workloads: ${listed(parts.federation.clusters)})`);
       const { host, port } = splitHostPort(spec.to);
       const vd = findVd(host);
       if (!vd) throw new Error(`traffic ${quote(spec.name)}: no virtual destination has hostname ${quote(host)} (hostnames: ${listed(parts.virtualDestinations.list().map((v) => v.spec.hostname))})`);
       const ports = vd.spec.ports.map((p) => p.number);
       if (port !== undefined && !ports.includes(port)) throw new Error(`traffic ${quote(spec.name)}: ${host} has no port ${String(port)} (ports: ${ports.join(', ')})`);
       if (port === undefined && ports.length > 1) throw new Error(`traffic ${quote(spec.name)}: ${host} has several ports (${ports.join(', ')}): name one, as ${host}:${String(ports[0])}`);
-      return startXdsTraffic({
-        spec,
-        bootstrap: await readFile(bootstrap, 'utf8'),
-        onRequest,
-        ...(parts.readyTimeoutMs !== undefined ? { readyTimeoutMs: parts.readyTimeoutMs } : {}),
-      });
+      const readyTimeout = parts.readyTimeoutMs !== undefined ? { readyTimeoutMs: parts.readyTimeoutMs } : {};
+      if (spec.via === 'dns') {
+        if (!parts.dns || !parts.xds) throw new Error(`traffic ${quote(spec.name)}: via dns needs meshfed's DNS and xDS servers, and this manager runs ${!parts.dns ? 'no DNS server' : 'no xDS server'}`);
+        const dns = reachable(parts.dns);
+        const xds = reachable(parts.xds);
+        const sidecar = await startSidecar({
+          cluster: from.name,
+          network: from.network,
+          locality: { region: from.region, zone: from.zone, subzone: '' },
+          xds: hostPort(xds),
+          dns,
+          identity: identityFromFiles(demo.files),
+          pod: `drill-${spec.name}`,
+          logger: log,
+        });
+        try {
+          await sidecar.ready(host, parts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+        } catch (error) {
+          await sidecar.close();
+          throw new Error(`traffic ${quote(spec.name)}: ${(error as Error).message}`, { cause: error });
+        }
+        log.info({ traffic: spec.name, cluster: from.name, sidecar: `${sidecar.host}:${String(sidecar.port)}` }, 'drill: sidecar started');
+        return startDnsTraffic({
+          spec,
+          hostname: host,
+          port: port ?? ports[0] ?? 0,
+          dns,
+          proxy: { host: sidecar.host, port: sidecar.port },
+          onRequest,
+          onClose: () => sidecar.close(),
+          ...readyTimeout,
+        });
+      }
+      if (demo.bootstrap === undefined) {
+        throw new Error(`traffic ${quote(spec.name)}: no demo client stands in ${spec.from} (clusters with workloads and an xDS bootstrap: ${listed(parts.federation.clusters.filter((c) => parts.federation.client(c)?.bootstrap !== undefined))})`);
+      }
+      return startXdsTraffic({ spec, bootstrap: await readFile(demo.bootstrap, 'utf8'), onRequest, ...readyTimeout });
     },
     clusterState: (cluster) => parts.registry.status(cluster)?.state,
   };

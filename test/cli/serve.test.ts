@@ -43,7 +43,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(stdout).toMatch(/CA service {5}127\.0\.0\.1:\d+ istio\.v1\.auth\.IstioCertificateService/);
     expect(stdout).toContain('west-1 saw spiffe://meshfed.local/ns/default/sa/reviews');
     expect(stdout).toContain('east-1 saw spiffe://meshfed.local/ns/default/sa/productpage');
-    expect(stdout).toMatch(/DNS {12}127\.0\.0\.1:\d+ \(UDP and TCP\): reviews\.global;/);
+    expect(stdout).toMatch(/DNS {12}127\.0\.0\.1:\d+ \(UDP and TCP\): ratings\.global, reviews\.global;/);
     expect(stdout + run.stderr()).not.toContain('PRIVATE KEY');
 
     // a rotation started from another shell reaches the running server: it reloads the state dir and renews its own certificate

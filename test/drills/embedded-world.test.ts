@@ -296,7 +296,7 @@ describe('the embedded world: faults and traffic', () => {
       [{ kind: 'api-outage', target: {} }, /api-outage: the target names no cluster and no region/],
     ];
     for (const [fault, message] of bad) await expect(world.apply(fault), JSON.stringify(fault)).rejects.toThrow(message);
-    await expect(world.startTraffic({ ...plain.spec, via: 'dns' }, plain.record)).rejects.toThrow(/via dns is not supported by the embedded world yet/);
+    await expect(world.startTraffic({ ...plain.spec, via: 'dns' }, plain.record)).rejects.toThrow(/via dns needs meshfed's DNS and xDS servers, and this manager runs no DNS server/);
     await expect(world.startTraffic({ ...plain.spec, from: 'north-9' }, plain.record)).rejects.toThrow(/no cluster "north-9"/);
     await expect(world.startTraffic({ ...plain.spec, to: 'ratings.global' }, plain.record)).rejects.toThrow(/no virtual destination has hostname "ratings.global" \(hostnames: reviews.global\)/);
     await expect(world.startTraffic({ ...plain.spec, to: 'reviews.global:80' }, plain.record)).rejects.toThrow(/reviews.global has no port 80 \(ports: 9080\)/);

@@ -198,6 +198,7 @@ export function serveCommand(): Command {
       try {
         manager = await startManager({
           drills,
+          trust: authority,
           stateDir,
           token: token.token,
           logger: log,

@@ -166,7 +166,7 @@ const explainView = {
   },
 };
 
-/** The "Traffic" sections of a drill's HTML report (chart, legend, totals), drawn by the same code as the report file. */
+/** The traffic sections of a drill's HTML report (chart, legend, totals), drawn by the same code as the report file. */
 /** @type {Map<string, Node[]>} */
 const charts = new Map();
 
@@ -177,7 +177,7 @@ const charts = new Map();
 async function drillCharts(id) {
   const cached = charts.get(id);
   if (cached) return cached;
-  const html = /** @type {string} */ (await get(`/drills/${encodeURIComponent(id)}/report.html`, 'text'));
+  const html = /** @type {string} */ (await get(`/drills/${encodeURIComponent(id)}/traffic.html`, 'text'));
   const report = new DOMParser().parseFromString(html, 'text/html');
   const sections = [...report.querySelectorAll('section.stream')].map((section) => document.importNode(section, true));
   charts.set(id, sections);

@@ -324,8 +324,11 @@ export function serveCommand(): Command {
       lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/virtualdestinations, /api/v1/drills, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
+        // the token is on screen already: the link signs the browser in (the fragment never reaches the server)
+        lines.push(`  dashboard      ${manager.api.url}/#token=${encodeURIComponent(token.token)}`);
       } else {
         lines.push(`  API token      ${token.from === 'env' ? `from ${API_TOKEN_ENV}` : `in ${token.path ?? ''}`}`);
+        lines.push(`  dashboard      ${manager.api.url}/ (sign in with the API token: ${token.from === 'env' ? `the value of ${API_TOKEN_ENV}` : `cat ${shown(token.path ?? '')}`})`);
       }
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(

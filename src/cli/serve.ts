@@ -21,6 +21,7 @@ import { DEFAULT_CERTIFICATE_PROVIDER } from '../xds/resources/proxyless-tls.js'
 import type { NamedVirtualDestination } from '../model/virtual-destination.js';
 import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
+import { registerTrustMetrics } from '../trust/metrics.js';
 import { StateDir } from '../trust/state-dir.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
 import { DEFAULT_SERVER } from './api-client.js';
@@ -193,7 +194,7 @@ export function serveCommand(): Command {
       const drills = new DrillRunner(log);
       const metrics = new PromRegistry();
       collectDefaultMetrics({ register: metrics });
-      const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
+      const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log, metrics: registerTrustMetrics(authority, metrics) });
       let manager: Manager;
       try {
         manager = await startManager({

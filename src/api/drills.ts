@@ -2,8 +2,12 @@
  * /api/v1/drills: POST a FailoverDrill document (the scenario file's YAML, as JSON) to run it against this manager's
  * world → 202 with the run's id; GET /api/v1/drills/ID follows it (state, live progress, and the DrillResult once it
  * ended); GET /api/v1/drills lists the runs of this process. One drill runs at a time (409 while one runs).
+ * GET /api/v1/drills/ID/report.html is the drill's HTML report (what `drill run --report` writes) once it ended;
+ * GET /api/v1/drills/ID/traffic.html its traffic sections alone (charts and legends), which the dashboard shows.
  */
 import { Router, json } from 'express';
+import { drillHtml, drillTrafficHtml } from '../drills/report-html.js';
+import type { DrillResult } from '../drills/result.js';
 import { DrillBusyError, DrillInputError, type DrillRunView, type DrillService } from '../drills/runner.js';
 import { ApiError, sendError } from './errors.js';
 
@@ -41,5 +45,22 @@ export function drillsRouter(service: DrillService, bodyLimitBytes: number): Rou
       res.set('Allow', 'GET');
       sendError(res, new ApiError(405, 'method_not_allowed', `${req.method} is not allowed on a drill: use GET`));
     });
+  const ended = (id: string): DrillResult => {
+    const run = service.get(id);
+    if (!run) throw new ApiError(404, 'not_found', `no drill ${id.slice(0, 64)} in this manager`);
+    if (!run.result) throw new ApiError(409, 'conflict', run.state === 'running' ? `drill ${run.id} is still running: its report comes when it ends` : `drill ${run.id} ended without a result (${run.state})`);
+    return run.result;
+  };
+  for (const [file, render] of [['report.html', drillHtml], ['traffic.html', drillTrafficHtml]] as const) {
+    router
+      .route(`/drills/:id/${file}`)
+      .get((req, res) => {
+        res.type('html').send(render(ended(req.params.id)));
+      })
+      .all((req, res) => {
+        res.set('Allow', 'GET');
+        sendError(res, new ApiError(405, 'method_not_allowed', `${req.method} is not allowed on a drill report: use GET`));
+      });
+  }
   return router;
 }

@@ -14,6 +14,7 @@ import { startAdsServer, type AdsServerHandle } from '../xds/ads-server.js';
 import { FederationXds } from '../xds/federation-provider.js';
 import { XdsMetrics } from '../xds/metrics.js';
 import type { DrillService } from '../drills/runner.js';
+import type { TrustAuthority } from '../trust/authority.js';
 import { createApiServer, type ApiServer, type RunningApi } from './server.js';
 
 export interface ManagerOptions {
@@ -44,6 +45,8 @@ export interface ManagerOptions {
   vips?: VipAllocator;
   /** runs failover drills for /api/v1/drills */
   drills?: DrillService;
+  /** the trust domain's CA, for /api/v1/trust */
+  trust?: TrustAuthority;
 }
 
 export interface XdsOptions {
@@ -155,6 +158,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     virtualDestinations,
     vips: (hostname) => vips.vipsOf(hostname),
     ...(options.drills ? { drills: options.drills } : {}),
+    ...(options.trust ? { trust: options.trust } : {}),
   });
   const unsubscribeVds = provider ? virtualDestinations.subscribe(() => {
         provider.setVirtualDestinations(virtualDestinations.list());

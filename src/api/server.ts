@@ -9,11 +9,14 @@ import type { Vips } from '../dns/vip-allocator.js';
 import type { RegistrationStore } from '../store/registrations.js';
 import type { VirtualDestinations } from '../store/virtual-destinations.js';
 import type { FederationXds } from '../xds/federation-provider.js';
+import type { TrustAuthority } from '../trust/authority.js';
 import { bearerAuth } from './auth.js';
 import { clustersRouter } from './clusters.js';
 import type { DrillService } from '../drills/runner.js';
+import { dashboardRouter } from './dashboard.js';
 import { drillsRouter } from './drills.js';
 import { ApiError, sendError } from './errors.js';
+import { trustRouter } from './trust.js';
 import { virtualDestinationsRouter } from './virtual-destinations.js';
 import { xdsRouter } from './xds.js';
 
@@ -47,6 +50,8 @@ export interface ApiServerOptions {
   vips?: (hostname: string) => Vips | undefined;
   /** runs failover drills, for /api/v1/drills */
   drills?: DrillService;
+  /** the trust domain's CA, for /api/v1/trust */
+  trust?: TrustAuthority;
 }
 
 export interface RunningApi {
@@ -156,10 +161,12 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   }
   if (options.xds) v1.use(xdsRouter(options.xds));
   if (options.drills) v1.use(drillsRouter(options.drills, limit));
+  if (options.trust) v1.use(trustRouter(options.trust));
   v1.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));
   });
   app.use('/api/v1', v1);
+  app.use(dashboardRouter());
 
   app.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such path: ${req.method} ${req.path.slice(0, 200)}`));

@@ -22,6 +22,7 @@ import { DEFAULT_CERTIFICATE_PROVIDER } from '../xds/resources/proxyless-tls.js'
 import type { NamedVirtualDestination } from '../model/virtual-destination.js';
 import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
+import { registerTrustMetrics } from '../trust/metrics.js';
 import { StateDir } from '../trust/state-dir.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
 import { DEFAULT_SERVER } from './api-client.js';
@@ -216,11 +217,12 @@ export function serveCommand(): Command {
       const drills = new DrillRunner(log);
       const metrics = new PromRegistry();
       collectDefaultMetrics({ register: metrics });
-      const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log });
+      const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log, metrics: registerTrustMetrics(authority, metrics) });
       let manager: Manager;
       try {
         manager = await startManager({
           drills,
+          trust: authority,
           stateDir,
           token: token.token,
           logger: log,
@@ -354,8 +356,11 @@ export function serveCommand(): Command {
       lines.push(`  API            ${manager.api.url} (REST /api/v1/clusters, /api/v1/virtualdestinations, /api/v1/drills, /api/v1/xds/dump and /api/v1/explain with a bearer token; /healthz, /readyz and /metrics are open)`);
       if (token.from === 'generated') {
         lines.push(`  API token      ${token.token}`, `                 generated now and stored in ${token.path ?? ''} (0600); it is not shown again`);
+        // the token is on screen already: the link signs the browser in (the fragment never reaches the server)
+        lines.push(`  dashboard      ${manager.api.url}/#token=${encodeURIComponent(token.token)}`);
       } else {
         lines.push(`  API token      ${token.from === 'env' ? `from ${API_TOKEN_ENV}` : `in ${token.path ?? ''}`}`);
+        lines.push(`  dashboard      ${manager.api.url}/ (sign in with the API token: ${token.from === 'env' ? `the value of ${API_TOKEN_ENV}` : `cat ${shown(token.path ?? '')}`})`);
       }
       const serverFlag = manager.api.url === DEFAULT_SERVER ? '' : ` --server ${manager.api.url}`;
       lines.push(

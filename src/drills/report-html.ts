@@ -365,9 +365,21 @@ function eventsTable(result: DrillResult): string {
   return `<table class="events"><thead><tr><th class="num">at</th><th>what</th><th>step</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+function trafficSections(result: DrillResult, clusters: readonly string[]): string {
+  const colours = clusterColours(clusters);
+  return result.streams.map((stream, i) => streamSection(result, stream, i, clusters, colours)).join('\n');
+}
+
+/**
+ * The report's traffic sections alone (per stream: the chart, its legends, totals and the numbers), an HTML fragment
+ * with no style of its own, for pages that show a drill among other things (the dashboard).
+ */
+export function drillTrafficHtml(result: DrillResult): string {
+  return trafficSections(result, legendClusters(result));
+}
+
 export function drillHtml(result: DrillResult): string {
   const clusters = legendClusters(result);
-  const colours = clusterColours(clusters);
   const failed = result.expectations.filter((e) => !e.passed).length;
   const verdict = result.passed ? 'passed' : 'failed';
   const banner = result.passed
@@ -398,7 +410,7 @@ export function drillHtml(result: DrillResult): string {
     `<section aria-labelledby="shifts"><h2 id="shifts">Shifts</h2>${shiftsTable(result)}</section>`,
     `<section aria-labelledby="expectations"><h2 id="expectations">Expectations</h2>${expectationsTable(result)}</section>`,
     `<section aria-labelledby="streams"><h2 id="streams">Traffic</h2>`,
-    ...result.streams.map((stream, i) => streamSection(result, stream, i, clusters, colours)),
+    trafficSections(result, clusters),
     '</section>',
     `<section aria-labelledby="timeline"><h2 id="timeline">Timeline</h2>${eventsTable(result)}</section>`,
     '</main>',

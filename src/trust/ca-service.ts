@@ -7,6 +7,7 @@ import type { TrustAuthority } from './authority.js';
 import { TrustError } from './authority.js';
 import { CsrError, createCsr } from './csr.js';
 import { generateKey, privateKeyPem } from './keys.js';
+import type { CaServiceMetrics } from './metrics.js';
 import { parseSpiffeId, workloadSpiffeId } from './spiffe.js';
 import { TokenError, verifyToken } from './tokens.js';
 import { uriSans } from './x509.js';
@@ -71,6 +72,8 @@ export interface CaServiceOptions {
   logger?: Logger;
   /** how often the service checks whether its certificate is due or the bundle changed; default 30 s */
   refreshIntervalMs?: number;
+  /** counts issued and refused requests (registerTrustMetrics) */
+  metrics?: CaServiceMetrics;
 }
 
 export interface CaServiceHandle {
@@ -234,9 +237,11 @@ export async function startCaService(options: CaServiceOptions): Promise<CaServi
         { identity: caller.spiffeId, cluster: caller.cluster, authenticatedBy: caller.via, serial, notAfter: svid.notAfter.toISOString(), peer },
         'workload certificate issued',
       );
+      options.metrics?.issued(caller.cluster);
       callback(null, { cert_chain: svid.certChain });
     } catch (error) {
       const rpc = toRpcError(error);
+      options.metrics?.refused(grpc.status[rpc.code]);
       if (rpc.code === grpc.status.INTERNAL) logger.error({ peer, err: { message: (error as Error).message } }, 'certificate request failed');
       else logger.warn({ peer, code: grpc.status[rpc.code], reason: rpc.message }, 'certificate request refused');
       callback({ code: rpc.code, details: rpc.message });

@@ -125,6 +125,7 @@ export async function startInProcessFederation(options: { dir: string; name: str
   const manager = await startManager({
     stateDir,
     token: IN_PROCESS_TOKEN,
+    trust: authority,
     logger: SILENT_LOGGER,
     api: { host: '127.0.0.1', port: 0 },
     federation: loaded,

@@ -8,10 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { Registry as PromRegistry } from 'prom-client';
 import * as protoLoader from '@grpc/proto-loader';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TrustAuthority } from '../../src/trust/authority.js';
+import { registerTrustMetrics } from '../../src/trust/metrics.js';
 import { startCaService, type CaServiceHandle } from '../../src/trust/ca-service.js';
 import { createCsr } from '../../src/trust/csr.js';
 import { generateKey, privateKeyPem } from '../../src/trust/keys.js';
@@ -67,6 +69,7 @@ let authority: TrustAuthority;
 let service: CaServiceHandle;
 let stateDir: string;
 const logLines: string[] = [];
+const metrics = new PromRegistry();
 
 function callCa(options: CallOptions): Promise<Outcome> {
   const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
@@ -157,7 +160,7 @@ beforeAll(async () => {
   authority.issueIntermediate('east-1');
   authority.issueIntermediate('west-1');
   const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) });
-  service = await startCaService({ authority, host: '127.0.0.1', port: 0, serverCluster: 'east-1', logger });
+  service = await startCaService({ authority, host: '127.0.0.1', port: 0, serverCluster: 'east-1', logger, metrics: registerTrustMetrics(authority, metrics) });
 });
 
 afterAll(async () => {
@@ -243,6 +246,23 @@ describe('CA service: bearer tokens', () => {
     expectFailure(await callCa({ csr: workloadCsr().csr, token: bearer, metadata: notString }), grpc.status.INVALID_ARGUMENT);
     const right = { fields: { ClusterID: { stringValue: 'east-1' } } };
     expect(leafOf(expectChain(await callCa({ csr: workloadCsr().csr, token: bearer, metadata: right }))).subjectAltName).toBe(`URI:spiffe://${TD}/ns/shop/sa/cart`);
+  });
+});
+
+describe('CA service: metrics', () => {
+  /** the value of one series on /metrics, 0 while it has none */
+  const series = async (line: string): Promise<number> => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(await metrics.metrics())?.[1] ?? 0);
+
+  it('counts certificates issued by cluster and requests refused by status, and exports every expiry', async () => {
+    const issued = 'meshfed_ca_certificates_issued_total{cluster="west-1"}';
+    const refused = 'meshfed_ca_certificate_requests_refused_total{code="UNAUTHENTICATED"}';
+    const [issuedBefore, refusedBefore] = [await series(issued), await series(refused)];
+    expectChain(await callCa({ csr: workloadCsr().csr, token: token('west-1', 'shop', 'cart') }));
+    expectFailure(await callCa({ csr: workloadCsr().csr, token: 'not-a-token' }), grpc.status.UNAUTHENTICATED);
+    expect(await series(issued)).toBe(issuedBefore + 1);
+    expect(await series(refused)).toBe(refusedBefore + 1);
+    const east = authority.intermediates().find((i) => i.cluster === 'east-1');
+    expect(await series(`meshfed_ca_certificate_expiry_timestamp_seconds{kind="intermediate",cluster="east-1",root="${east?.rootId ?? ''}"}`)).toBe(Math.floor(Date.parse(east?.notAfter ?? '') / 1000));
   });
 });
 

@@ -51,7 +51,7 @@ export const tokenDigest = (token: string): string => createHash('sha256').updat
 const fileSignature = (path: string): string | undefined => {
   try {
     const stat = statSync(path);
-    return `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
+    return `${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.size}`;
   } catch {
     return undefined;
   }

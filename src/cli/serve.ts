@@ -166,6 +166,7 @@ export function serveCommand(): Command {
       const probePeriodMs = parseDuration(opts.probePeriod);
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
+      if (opts.apiIdentities !== undefined && opts.apiTls !== true) throw new UsageError('--api-identities maps client certificates to roles: it needs --api-tls');
       if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
       const runWorkloads = federation !== undefined && (opts.workloads ?? opts.demo ?? false);
       // the demo workloads serve mTLS only: proxyless clients must be told to use it
@@ -179,6 +180,7 @@ export function serveCommand(): Command {
       const trustDomain = opts.trustDomain ?? federation?.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
       const trustDomainFrom = opts.trustDomain ? '--trust-domain' : federation?.trustDomain ? federation.path : '--demo';
       const authority = openAuthority(dir, trustDomain, trustDomainFrom, log);
+      const apiIdentities = opts.apiIdentities !== undefined ? loadApiIdentities(opts.apiIdentities, authority.trustDomain) : undefined;
       // explicit --cluster: each must get an intermediate; otherwise the demo's and the federation file's clusters should
       const explicit = opts.cluster.length > 0;
       const clusters = explicit ? opts.cluster : [...new Set([...(opts.demo ? DEMO_CLUSTERS : []), ...(federation?.clusters.map((c) => c.cluster.name) ?? [])])];
@@ -194,8 +196,7 @@ export function serveCommand(): Command {
       const serverCluster = opts.caServerCluster ?? clusters.find((c) => authority.intermediateCertificate(c)) ?? authority.clusters[0];
       if (!serverCluster) throw new UsageError('no cluster has an intermediate yet: give --cluster NAME');
 
-      if (opts.apiIdentities !== undefined && opts.apiTls !== true) throw new UsageError('--api-identities maps client certificates to roles: it needs --api-tls');
-      const apiTls = opts.apiTls === true ? apiTlsFromAuthority(authority, serverCluster, opts.apiIdentities !== undefined ? loadApiIdentities(opts.apiIdentities, authority.trustDomain) : new Map()) : undefined;
+      const apiTls = opts.apiTls === true ? apiTlsFromAuthority(authority, serverCluster, apiIdentities ?? new Map()) : undefined;
       const token = loadOrCreateApiToken(stateDir);
       const drills = new DrillRunner(log);
       const metrics = new PromRegistry();

@@ -1,12 +1,11 @@
-import { request as httpsRequest } from 'node:https';
-import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manager } from '../../src/api/manager.js';
 import { apiTlsFromAuthority, ApiTlsError, parseApiIdentities, type ApiTls } from '../../src/api/tls.js';
 import { TrustAuthority } from '../../src/trust/authority.js';
-import { makeWorkload, spiffeId, TempDirs, TRUST_DOMAIN, uriSansOf, type Workload } from '../trust/helpers.js';
+import { makeWorkload, spiffeId, TempDirs, TRUST_DOMAIN, type Workload } from '../trust/helpers.js';
 import { CapturingLogger, startTestManager, TOKEN } from './helpers.js';
+import { httpsCall, type HttpsAnswer } from './https-client.js';
 
 const tmp = new TempDirs();
 let authority: TrustAuthority;
@@ -32,43 +31,8 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-interface Answer {
-  status: number;
-  body: string;
-  /** the SPIFFE IDs on the server's certificate */
-  serverIds: string[];
-}
-
-/** One HTTPS request over a real TLS handshake: the server is checked by the trust bundle and its SPIFFE ID, not by host name. */
-function call(method: string, path: string, options: { client?: Workload; token?: string; body?: unknown } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const req = httpsRequest(
-      new URL(path, manager.api.url),
-      {
-        method,
-        ca: bundle,
-        ...(options.client ? { key: options.client.keyPem, cert: options.client.tlsChainPem } : {}),
-        headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        checkServerIdentity: (_host: string, cert: PeerCertificate) => (uriSansOf(cert.subjectaltname).includes(tls.serverId) ? undefined : new Error(`unexpected server identity ${cert.subjectaltname ?? ''}`)),
-        agent: false,
-        timeout: 10_000,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => {
-          const socket = res.socket;
-          resolve({ status: res.statusCode ?? 0, body: text, serverIds: socket instanceof TLSSocket ? uriSansOf(socket.getPeerCertificate().subjectaltname) : [] });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = (method: string, path: string, options: { client?: Workload; token?: string; body?: unknown } = {}): Promise<HttpsAnswer> =>
+  httpsCall(manager.api.url, method, path, { ca: bundle, serverId: tls.serverId, ...options });
 
 describe('API over HTTPS with client certificates of the federation', () => {
   it("serves HTTPS with a certificate of the federation's CA that carries the API's SPIFFE ID", async () => {

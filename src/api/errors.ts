@@ -4,6 +4,8 @@ import type { z } from 'zod';
 export type ApiErrorCode =
   | 'invalid'
   | 'unauthorized'
+  | 'forbidden'
+  | 'too_many_requests'
   | 'not_found'
   | 'method_not_allowed'
   | 'conflict'

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Registry as PromRegistry } from 'prom-client';
 import { FederationFileError } from '../model/federation-file.js';
 import type { Logger } from '../logging.js';
@@ -15,12 +16,20 @@ import { FederationXds } from '../xds/federation-provider.js';
 import { XdsMetrics } from '../xds/metrics.js';
 import type { DrillService } from '../drills/runner.js';
 import type { TrustAuthority } from '../trust/authority.js';
+import { ApiTokenStore } from '../store/api-tokens.js';
+import { AUDIT_LOG_FILE, AuditLog } from './audit.js';
+import type { AuthFailureLimit } from './auth.js';
+import type { ApiTls } from './tls.js';
 import { createApiServer, type ApiServer, type RunningApi } from './server.js';
 
 export interface ManagerOptions {
   stateDir: string;
-  /** the API's bearer token */
+  /** the API's bearer token (an admin); named tokens come from STATE_DIR/api-tokens.json */
   token: string;
+  /** serve the API over HTTPS with client certificates mapped to roles */
+  apiTls?: ApiTls;
+  /** failed authentications allowed per client address and window */
+  authFailureLimit?: AuthFailureLimit;
   logger: Logger;
   /** where the API listens */
   api: { host: string; port: number };
@@ -123,6 +132,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const fileClusters = options.federation?.clusters ?? [];
   if (options.federation) checkFederationKubeconfigs(options.federation, safety);
   const store = options.store ?? openRegistrations(options.stateDir);
+  const tokens = ApiTokenStore.open(options.stateDir);
   const virtualDestinations = options.virtualDestinations ?? VirtualDestinations.open(options.stateDir, options.federation?.virtualDestinations);
   const vips = options.vips ?? new VipAllocator({ stateDir: options.stateDir });
   const registry = new Registry({
@@ -148,6 +158,10 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     registry,
     store,
     token: options.token,
+    tokens,
+    audit: new AuditLog({ logger, path: join(options.stateDir, AUDIT_LOG_FILE) }),
+    ...(options.apiTls ? { tls: options.apiTls } : {}),
+    ...(options.authFailureLimit ? { authFailureLimit: options.authFailureLimit } : {}),
     logger,
     ...safety,
     kube,

@@ -1,32 +1,50 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import express, { Router, type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import helmet from 'helmet';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Logger } from '../logging.js';
 import type { KubeSourceOptions } from '../registry/kube/kube-source.js';
 import type { Registry } from '../registry/registry.js';
 import type { Vips } from '../dns/vip-allocator.js';
+import type { ApiTokenStore } from '../store/api-tokens.js';
 import type { RegistrationStore } from '../store/registrations.js';
 import type { VirtualDestinations } from '../store/virtual-destinations.js';
 import type { FederationXds } from '../xds/federation-provider.js';
 import type { TrustAuthority } from '../trust/authority.js';
-import { bearerAuth } from './auth.js';
+import { AuditLog, auditChanges, auditRouter } from './audit.js';
+import { authenticate, authorize, type AuthFailureLimit } from './auth.js';
 import { clustersRouter } from './clusters.js';
 import type { DrillService } from '../drills/runner.js';
 import { dashboardRouter } from './dashboard.js';
 import { drillsRouter } from './drills.js';
 import { ApiError, sendError } from './errors.js';
 import { trustRouter } from './trust.js';
+import { openApiRouter } from './openapi.js';
+import { requestContext, requestScopedLogger } from './request-context.js';
+import { API_ROUTES, type RouteGroup } from './routes.js';
+import { serverSerial, type ApiTls } from './tls.js';
 import { virtualDestinationsRouter } from './virtual-destinations.js';
 import { xdsRouter } from './xds.js';
 
 export const DEFAULT_BODY_LIMIT_BYTES = 512 * 1024;
+/** how often an HTTPS API checks whether its certificate is due for renewal */
+const TLS_RENEW_CHECK_MS = 60_000;
 
 export interface ApiServerOptions {
   registry: Registry;
   store: RegistrationStore;
-  /** the bearer token for /api/v1 */
+  /** the bearer token for /api/v1 that is an admin (the state dir's api-token) */
   token: string;
+  /** named tokens with roles (STATE_DIR/api-tokens.json) */
+  tokens?: ApiTokenStore;
+  /** where changes are recorded (default: the log only) */
+  audit?: AuditLog;
+  /** serve HTTPS with this material, accepting client certificates of the federation */
+  tls?: ApiTls;
+  /** failed authentications allowed per client address and window (default 20 a minute) */
+  authFailureLimit?: AuthFailureLimit;
   logger: Logger;
   /** let registered kubeconfigs use exec/auth-provider plugins (off: Istio's remote-secret exfiltration fix) */
   allowExec?: boolean;
@@ -57,7 +75,7 @@ export interface ApiServerOptions {
 export interface RunningApi {
   readonly host: string;
   readonly port: number;
-  /** http://HOST:PORT */
+  /** http://HOST:PORT, or https:// */
   readonly url: string;
   close(): Promise<void>;
 }
@@ -73,6 +91,9 @@ export interface ApiServer {
   /** listens on HOST:PORT (port 0: any free port) */
   startApi(listen: { host: string; port: number }): Promise<RunningApi>;
 }
+
+/** the version of the API the OpenAPI document describes */
+const API_DOCUMENT_VERSION = '1';
 
 const noStore: RequestHandler = (_req, res, next) => {
   res.set('Cache-Control', 'no-store');
@@ -101,12 +122,22 @@ function toApiError(error: unknown, limit: number): ApiError {
 }
 
 /**
- * The REST API: /healthz, /readyz and /metrics are open; /api/v1 needs the bearer token.
- * Every answer is JSON (metrics aside); errors are `{ error: { code, message, field? } }` and never
- * carry a stack trace, a kubeconfig or a token.
+ * The REST API: /healthz, /readyz and /metrics are open; /api/v1 needs a token or a client certificate with a role
+ * strong enough for the route (src/api/routes.ts). Every answer is JSON (metrics aside) with helmet's headers and an
+ * X-Request-Id; errors are `{ error: { code, message, field? } }` and never carry a stack trace, a kubeconfig or a
+ * token. Every change is audited.
  */
 export function createApiServer(options: ApiServerOptions): ApiServer {
-  const { registry, logger } = options;
+  const { registry } = options;
+  // every line logged while a request is handled carries its id
+  const logger = requestScopedLogger(options.logger);
+  const audit = options.audit ?? new AuditLog({ logger: options.logger });
+  const groups = new Set<RouteGroup>(['health', 'api', 'clusters']);
+  if (options.virtualDestinations) groups.add('virtualdestinations');
+  if (options.xds) groups.add('xds');
+  if (options.drills) groups.add('drills');
+  if (options.trust) groups.add('trust');
+  const routes = API_ROUTES.filter((route) => groups.has(route.group));
   const limit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const metrics = options.metrics ?? registry.metrics.registry;
   let ready = false;
@@ -115,10 +146,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('json spaces', 2);
-  app.use((_req, res, next) => {
-    res.set('X-Content-Type-Options', 'nosniff');
-    next();
-  });
+  app.use(requestContext(options.logger));
+  // helmet's defaults: a CSP of default-src 'self' (a dashboard served from here works), nosniff, HSTS, no framing…
+  app.use(helmet());
 
   app.get('/healthz', noStore, (_req, res) => {
     res.json({ status: 'ok' });
@@ -133,7 +163,20 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   });
 
   const v1 = Router();
-  v1.use(noStore, bearerAuth(options.token));
+  v1.use(
+    noStore,
+    authenticate({
+      token: options.token,
+      ...(options.tokens ? { tokens: options.tokens } : {}),
+      ...(options.tls ? { identities: options.tls.identities } : {}),
+      logger,
+      ...(options.authFailureLimit ? { failureLimit: options.authFailureLimit } : {}),
+    }),
+    auditChanges(audit, routes),
+    authorize(routes),
+  );
+  v1.use(openApiRouter(routes, API_DOCUMENT_VERSION));
+  v1.use(auditRouter(audit));
   v1.use(
     clustersRouter({
       registry,
@@ -196,18 +239,33 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       ready = false;
     },
     async startApi(listen) {
-      const server: Server = createServer(app);
+      const { tls } = options;
+      const server: HttpServer | HttpsServer = tls ? createHttpsServer({ ...tls.material(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, app) : createServer(app);
+      // clients without a certificate are let through to the token check; one that does not verify is refused there
+      const renewal = tls
+        ? setInterval(() => {
+            try {
+              const renewed = tls.renewDue();
+              if (!renewed) return;
+              if ('setSecureContext' in server) server.setSecureContext(renewed);
+              logger.info({ identity: tls.serverId, serial: serverSerial(renewed) }, 'API server certificate renewed');
+            } catch (error) {
+              logger.error({ identity: tls.serverId, err: { message: (error as Error).message } }, 'API server certificate renewal failed; keeping the current one');
+            }
+          }, TLS_RENEW_CHECK_MS).unref()
+        : undefined;
       // bounded waits for slow or stalled clients
       server.headersTimeout = 20_000;
       server.requestTimeout = 60_000;
       server.keepAliveTimeout = 5_000;
       const sockets = new Set<Socket>();
-      server.on('connection', (socket) => {
+      server.on('connection', (socket: Socket) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
       });
       await new Promise<void>((done, fail) => {
         const onListenError = (error: NodeJS.ErrnoException): void => {
+          clearInterval(renewal);
           fail(new Error(`the API cannot listen on ${listen.host}:${listen.port}: ${error.code === 'EADDRINUSE' ? 'the address is in use (give --api HOST:PORT)' : (error.code ?? error.message)}`));
         };
         server.once('error', onListenError);
@@ -221,14 +279,15 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       });
       const port = (server.address() as AddressInfo).port;
       const host = listen.host;
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-      logger.info({ url }, 'API listening');
+      const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      logger.info({ url, ...(tls ? { identity: tls.serverId, serial: serverSerial(tls.material()), clientIdentities: tls.identities.size } : {}) }, 'API listening');
       return {
         host,
         port,
         url,
         close: () =>
           new Promise<void>((done) => {
+            clearInterval(renewal);
             server.close(() => {
               done();
             });

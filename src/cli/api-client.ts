@@ -85,7 +85,12 @@ export async function call(conn: Connection, method: string, path: string, body?
   if (!response.ok) {
     const parsed = errorView.safeParse(data);
     const detail = parsed.success ? `${parsed.data.error.message}${parsed.data.error.field ? ` (field: ${parsed.data.error.field})` : ''}` : `HTTP ${response.status}`;
-    const hint = response.status === 401 ? ` — check ${API_TOKEN_ENV} or --token-file` : '';
+    const hints: Partial<Record<number, string>> = {
+      401: ` — check ${API_TOKEN_ENV} or --token-file`,
+      403: ' — ask an admin for a token with that role (meshfed api token create --role ROLE)',
+      429: ' — too many failed authentications from here: wait, then check the token',
+    };
+    const hint = hints[response.status] ?? '';
     throw new ApiCallError(`the server refused: ${detail}${hint}`);
   }
   return { status: response.status, data };

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { ZodError } from 'zod';
+import { apiCommand } from './api-token.js';
 import { caCommand } from './ca.js';
 import { clusterCommand } from './cluster.js';
 import { drillCommand } from './drill.js';
@@ -23,7 +24,8 @@ function program(): Command {
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
     .addCommand(xdsCommand())
-    .addCommand(explainCommand());
+    .addCommand(explainCommand())
+    .addCommand(apiCommand());
 }
 
 function exitOverrideAll(command: Command): void {

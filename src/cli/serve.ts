@@ -15,6 +15,7 @@ import { startEmbeddedFederation, type EmbeddedFederation } from '../sim/embedde
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { embeddedWorld } from '../drills/embedded-world.js';
 import { DrillRunner } from '../drills/runner.js';
+import { apiTlsFromAuthority, loadApiIdentities } from '../api/tls.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
 import { loadFederationFile, type LoadedFederation } from '../store/federation.js';
 import { VirtualDestinations } from '../store/virtual-destinations.js';
@@ -59,6 +60,8 @@ interface ServeOptions {
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
+  apiTls?: boolean;
+  apiIdentities?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -137,6 +140,8 @@ export function serveCommand(): Command {
     .description('run the manager: the trust domain and its Istio-compatible CA service, the cluster registry, the split-horizon xDS server, built-in east-west gateways for simulated clusters, and the REST API')
     .option('--config <file>', 'a federation file (YAML): the Federation and its clusters; see federation/README.md')
     .option('--api <host:port>', 'where the REST API listens (port 0: any free port)', '127.0.0.1:8080')
+    .option('--api-tls', "serve the API over HTTPS with a certificate of the federation's CA (SPIFFE ID spiffe://TD/ns/meshfed-system/sa/meshfed-api), accepting client certificates of the federation")
+    .option('--api-identities <file>', 'with --api-tls: a YAML/JSON map of client SPIFFE ID → role (viewer, operator, admin)')
     .option('--xds <host:port>', 'where the xDS server (envoy.service.discovery.v3.AggregatedDiscoveryService) listens', '127.0.0.1:15010')
     .option('--dns <host:port>', "where the DNS server for the virtual destinations' hostnames listens (UDP and TCP)", '127.0.0.1:15053')
     .option('--proxyless-mtls <instance>', "proxyless gRPC clients call over mTLS with the certificates of this certificate provider instance of their bootstrap (e.g. default: a file_watcher with the workload's SVID)")
@@ -185,6 +190,7 @@ export function serveCommand(): Command {
         : undefined;
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
+      if (opts.apiIdentities !== undefined && opts.apiTls !== true) throw new UsageError('--api-identities maps client certificates to roles: it needs --api-tls');
       if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
       const runWorkloads = federation !== undefined && (opts.workloads ?? opts.demo ?? false);
       // the demo workloads serve mTLS only: proxyless clients must be told to use it
@@ -198,6 +204,7 @@ export function serveCommand(): Command {
       const trustDomain = opts.trustDomain ?? federation?.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
       const trustDomainFrom = opts.trustDomain ? '--trust-domain' : federation?.trustDomain ? federation.path : '--demo';
       const authority = openAuthority(dir, trustDomain, trustDomainFrom, log);
+      const apiIdentities = opts.apiIdentities !== undefined ? loadApiIdentities(opts.apiIdentities, authority.trustDomain) : undefined;
       // explicit --cluster: each must get an intermediate; otherwise the demo's and the federation file's clusters should
       const explicit = opts.cluster.length > 0;
       const clusters = explicit ? opts.cluster : [...new Set([...(opts.demo ? DEMO_CLUSTERS : []), ...(federation?.clusters.map((c) => c.cluster.name) ?? [])])];
@@ -213,6 +220,7 @@ export function serveCommand(): Command {
       const serverCluster = opts.caServerCluster ?? clusters.find((c) => authority.intermediateCertificate(c)) ?? authority.clusters[0];
       if (!serverCluster) throw new UsageError('no cluster has an intermediate yet: give --cluster NAME');
 
+      const apiTls = opts.apiTls === true ? apiTlsFromAuthority(authority, serverCluster, apiIdentities ?? new Map()) : undefined;
       const token = loadOrCreateApiToken(stateDir);
       const drills = new DrillRunner(log);
       const metrics = new PromRegistry();
@@ -225,6 +233,7 @@ export function serveCommand(): Command {
           trust: authority,
           stateDir,
           token: token.token,
+          ...(apiTls ? { apiTls } : {}),
           logger: log,
           api: apiListen,
           ...(federation ? { federation } : {}),

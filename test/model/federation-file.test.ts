@@ -214,6 +214,9 @@ describe('loadFederationFile', () => {
       ['lab-1', 'static', 'eu-west', 'eu-west-1a'],
     ]);
     expect(example.virtualDestinations.map(({ name, spec }) => [name, spec.hostname, spec.failover.policy])).toEqual([['checkout', 'checkout.global', 'locality']]);
-    expect(demo.virtualDestinations.map(({ name, spec }) => [name, spec.hostname, spec.failover.policy])).toEqual([['reviews', 'reviews.global', 'locality']]);
+    expect(demo.virtualDestinations.map(({ name, spec }) => [name, spec.hostname, spec.failover.policy])).toEqual([
+      ['reviews', 'reviews.global', 'locality'],
+      ['ratings', 'ratings.global', 'locality'],
+    ]);
   });
 });

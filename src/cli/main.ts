@@ -8,6 +8,7 @@ import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
+import { simClusterCommand } from './sim-cluster.js';
 import { vdCommand } from './vd.js';
 import { xdsCommand } from './xds.js';
 
@@ -22,6 +23,7 @@ function program(): Command {
     .addCommand(drillCommand())
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
+    .addCommand(simClusterCommand())
     .addCommand(xdsCommand())
     .addCommand(explainCommand());
 }

@@ -203,10 +203,14 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
     expect(serve.output()).toMatch(/remote workloads 9 in east-1, east-2, west-1 \(run elsewhere\)/);
     expect(westReviews.output()).toContain('workload       west-1/default/reviews/10.78.3.1 on 10.78.3.1:9080 (grpc) as spiffe://meshfed.local/ns/default/sa/reviews');
     expect(westReviews.output()).not.toContain('ratings');
+    // a client in a cluster sees its own network's workloads directly: east-1 sees the four east ones, west-1 its two
+    let seen: [string, { health: string; via: string }][] = [];
     await eventually(async () => {
-      const view = await health('west-1');
-      return view.size === 6 && [...view.values()].every((e) => e.health === 'HEALTHY');
-    }, 'meshfed to see all six reviews workloads ready');
+      seen = [...(await health('east-1')), ...(await health('west-1'))].filter(([, e]) => e.via === 'direct');
+      return seen.length === 6 && seen.every(([, e]) => e.health === 'HEALTHY');
+    }, 'meshfed to see all six reviews workloads ready').catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}; meshfed explain from east-1 and west-1: ${JSON.stringify(seen)}`);
+    });
   }, 2 * WAIT_MS);
 
   it('the isolation is real: west-1 cannot reach an east workload, only the east gateways; east-2 reaches east-1 directly', async () => {
@@ -229,11 +233,15 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
       { cwd: ROOT, env: apiEnv(), limitMs: WAIT_MS },
     );
     expect(run.code, run.stderr).toBe(0);
-    const dump = JSON.parse(run.stdout) as { endpoints: { resources: unknown[] } };
-    const addresses = new Set(socketAddresses(dump.endpoints.resources));
+    const dump = JSON.parse(run.stdout) as { endpoints: { resources: { cluster_name?: string }[] } };
+    const reviews = dump.endpoints.resources.filter((r) => r.cluster_name?.endsWith('reviews.global'));
+    expect(reviews.map((r) => r.cluster_name)).toHaveLength(1);
+    const addresses = new Set(socketAddresses(reviews));
     expect(addresses).toEqual(new Set([`${west1.workload(1)}:${String(REVIEWS_PORT)}`, `${west1.workload(2)}:${String(REVIEWS_PORT)}`, `${east1.address}:${String(GATEWAY_PORT)}`, `${east2.address}:${String(GATEWAY_PORT)}`]));
+    // meshfed explain says the same: west-1 sees the east clusters as their gateways, each standing for two endpoints
     const view = await health('west-1');
-    for (const c of [east1, east2]) for (const host of [1, 2]) expect(view.get(c.workload(host))?.via).toMatch(new RegExp(`^gateway of ${c.name} \\(net-east\\)`));
+    expect([...view.keys()].sort()).toEqual([east1.address, east2.address, west1.workload(1), west1.workload(2)].sort());
+    for (const c of [east1, east2]) expect(view.get(c.address)?.via).toBe(`gateway of ${c.name} (net-east), standing for 2 endpoints`);
   }, 2 * WAIT_MS);
 
   it("west-1's client is served by west-1; with west-1's reviews killed, by the east clusters through their gateways, mTLS end to end", async () => {

@@ -51,6 +51,8 @@ const CONNECT_PROBE = `const s = require('node:net').connect(Number(process.argv
 s.setTimeout(5000, () => { console.log('timeout'); process.exit(1); });
 s.on('connect', () => { console.log('connected'); process.exit(0); });
 s.on('error', (e) => { console.log(e.code); process.exit(1); });`;
+/** a gateway's Prometheus text from its admin port, inside its namespace */
+const FETCH_METRICS = `fetch(process.argv[1]).then((r) => r.text()).then((t) => { console.log(t); process.exit(0); }, (e) => { console.error(e.message); process.exit(1); });`;
 
 const unavailable = netnsUnavailable();
 
@@ -127,6 +129,7 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
   let serve: NsProcess;
   let westReviews: NsProcess;
   let client: NsProcess | undefined;
+  const gateways = new Map<string, NsProcess>();
   let api = '';
   let xds = '';
   const env = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => cleanEnv({ MESHFED_LOG_LEVEL: 'info', ...extra });
@@ -149,6 +152,15 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
   };
   const health = async (from: string): Promise<Map<string, { health: string; via: string }>> =>
     new Map((await explain(from)).groups.flatMap((g) => g.endpoints.map((e) => [e.address, { health: e.health, via: e.via }] as const)));
+  /** connections the cluster's gateway forwarded for reviews.global (its admin port is on its namespace's loopback) */
+  const forwarded = async (cluster: string): Promise<number> => {
+    const admin = /"admin":"(127\.0\.0\.1:\d+)"/.exec(gateways.get(cluster)?.output() ?? '')?.[1];
+    if (admin === undefined) throw new Error(`no admin address in ${cluster}'s gateway log`);
+    const run = await runInNamespace(topology.cluster(cluster).namespace, [NODE, '-e', FETCH_METRICS, `http://${admin}/metrics`], { cwd: ROOT, env: env(), limitMs: WAIT_MS });
+    if (run.code !== 0) throw new Error(`${cluster}'s gateway metrics: ${run.stderr}`);
+    const line = run.stdout.split('\n').find((l) => l.startsWith('meshfed_gateway_connections_total{') && l.includes('outcome="forwarded"') && l.includes('sni="reviews.global"'));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
   const replies = (): Reply[] =>
     (client?.output() ?? '')
       .split('\n')
@@ -186,7 +198,9 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
       simCluster(west1, ['--service', 'ratings']),
       simCluster(west1, ['--service', 'reviews', '--dir', join(stateDir, 'sim-west-1-reviews')]).then((p) => (westReviews = p)),
       ...topology.clusters.map((c) =>
-        start(c.namespace, [NODE, ...MESHFED_CLI, 'gateway', '--cluster', c.name, '--network', c.network, '--xds', xds, '--listen', `${c.address}:${String(GATEWAY_PORT)}`, '--admin', '127.0.0.1:0', '--drain', '1s'], 'gateway ready'),
+        start(c.namespace, [NODE, ...MESHFED_CLI, 'gateway', '--cluster', c.name, '--network', c.network, '--xds', xds, '--listen', `${c.address}:${String(GATEWAY_PORT)}`, '--admin', '127.0.0.1:0', '--drain', '1s'], 'gateway ready').then((p) =>
+          gateways.set(c.name, p),
+        ),
       ),
     ]);
   }, 4 * WAIT_MS);
@@ -252,6 +266,8 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
     expect(new Set(local.map((r) => r.peer))).toEqual(new Set([DEMO_CLIENT]));
 
     const before = replies().length;
+    const viaEast = async (): Promise<number> => (await forwarded('east-1')) + (await forwarded('east-2'));
+    const forwardedBefore = await viaEast();
     await westReviews.stop('SIGKILL');
     await eventually(async () => {
       const view = await health('west-1');
@@ -261,6 +277,7 @@ describe.skipIf(unavailable !== undefined)(`each cluster in its own network name
     expect(new Set(remote.map((r) => r.peer))).toEqual(new Set([DEMO_CLIENT]));
     // they answered from addresses west-1 has no route to (the test above): the gateway was the only way
     for (const r of remote) expect(r.endpoint).toMatch(/^10\.78\.[12]\.[12]:9080$/);
+    expect(await viaEast()).toBeGreaterThan(forwardedBefore);
   }, 4 * WAIT_MS);
 
   it('everything stops, and no namespace, veth or process is left', async () => {

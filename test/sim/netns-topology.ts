@@ -73,13 +73,22 @@ const alive = (pid: number): boolean => {
   }
 };
 
-function deleteNamespace(name: string): void {
-  const pids = ip('netns', 'pids', name)
+/** The processes running inside a namespace. */
+export function namespacePids(name: string): number[] {
+  return ip('netns', 'pids', name)
     .split('\n')
-    .map(Number)
-    .filter((pid) => Number.isInteger(pid) && pid > 0);
-  for (const pid of pids) process.kill(pid, 'SIGKILL');
+    .filter((line) => line !== '')
+    .map(Number);
+}
+
+function deleteNamespace(name: string): void {
+  for (const pid of namespacePids(name)) process.kill(pid, 'SIGKILL');
   ip('netns', 'del', name);
+}
+
+/** Removes every namespace of this process (after a failure: whatever a half-built topology made). */
+export function removeOwnNamespaces(): void {
+  for (const name of listNamespaces().filter((n) => n.startsWith(`mf${String(process.pid)}-`))) deleteNamespace(name);
 }
 
 /** Removes namespaces an earlier run left behind: ours by their prefix, and only those whose process is gone. */

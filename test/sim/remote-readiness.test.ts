@@ -71,6 +71,7 @@ beforeAll(async () => {
     synced: () => undefined,
     failed: () => undefined,
     watchRestarted: () => undefined,
+    eventsReceived: () => undefined,
   });
   remote = startRemoteReadiness({
     clusters: federation.clusters,

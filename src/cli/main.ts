@@ -9,6 +9,7 @@ import { explainCommand } from './explain.js';
 import { gatewayCommand } from './gateway.js';
 import { EXIT, UsageError } from './errors.js';
 import { serveCommand } from './serve.js';
+import { simClusterCommand } from './sim-cluster.js';
 import { vdCommand } from './vd.js';
 import { xdsCommand } from './xds.js';
 
@@ -23,6 +24,7 @@ function program(): Command {
     .addCommand(drillCommand())
     .addCommand(serveCommand())
     .addCommand(gatewayCommand())
+    .addCommand(simClusterCommand())
     .addCommand(xdsCommand())
     .addCommand(explainCommand())
     .addCommand(apiCommand());

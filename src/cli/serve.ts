@@ -12,6 +12,8 @@ import { StaticZoneSource, type DnsName } from '../dns/source.js';
 import { DEFAULT_IPV4_CIDR, VipAllocator } from '../dns/vip-allocator.js';
 import { closeEmbeddedGateways, startEmbeddedGateways, type EmbeddedGateway } from '../gateway/embedded.js';
 import { startEmbeddedFederation, type EmbeddedFederation } from '../sim/embedded-federation.js';
+import { startRemoteReadiness, type RemoteReadiness } from '../sim/remote-readiness.js';
+import { isLoopback } from '../sim/workloads.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { embeddedWorld } from '../drills/embedded-world.js';
 import { DrillRunner } from '../drills/runner.js';
@@ -51,6 +53,7 @@ interface ServeOptions {
   proxylessMtls?: string;
   gateways: boolean;
   workloads?: boolean;
+  remoteWorkloads?: boolean;
   probePeriod: string;
   gatewayProbe: boolean;
   gatewayProbePeriod: string;
@@ -148,6 +151,7 @@ export function serveCommand(): Command {
     .option('--no-gateways', "don't run the built-in east-west gateways of the federation file's static clusters (on their loopback gateway addresses)")
     .option('--workloads', "run the loopback endpoints of the federation file's static clusters as real demo workloads (gRPC echo + health, HTTP; mTLS), their readiness probed like a kubelet's (default with --demo; proxyless mTLS defaults to the certificate provider instance default)")
     .option('--no-workloads', "don't run the demo workloads, not even with --demo")
+    .option('--remote-workloads', "the federation file's static endpoints that are not on loopback are demo workloads run elsewhere (meshfed sim-cluster): probe their readiness from here like a kubelet and report it as their health (proxyless mTLS defaults to the certificate provider instance default)")
     .option('--probe-period <duration>', "how often the demo workloads' readiness is probed", '1s')
     .option('--no-gateway-probe', "don't probe the federation's east-west gateways (then a gateway that cannot be reached is only left by clients' own outlier detection)")
     .option('--gateway-probe-period <duration>', 'how often each east-west gateway is probed (a TCP connect and a TLS ClientHello on its address); endpoints behind a gateway found down are withheld from other networks', `${DEFAULT_GATEWAY_PROBE.periodMs / 1000}s`)
@@ -192,9 +196,11 @@ export function serveCommand(): Command {
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
       if (opts.apiIdentities !== undefined && opts.apiTls !== true) throw new UsageError('--api-identities maps client certificates to roles: it needs --api-tls');
       if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
+      if (opts.remoteWorkloads === true && !federation) throw new UsageError('--remote-workloads probes the static clusters of a federation file: give --config FILE');
       const runWorkloads = federation !== undefined && (opts.workloads ?? opts.demo ?? false);
+      const remoteWorkloads = federation !== undefined && opts.remoteWorkloads === true;
       // the demo workloads serve mTLS only: proxyless clients must be told to use it
-      const proxylessMtls = opts.proxylessMtls ?? (runWorkloads ? DEFAULT_CERTIFICATE_PROVIDER : undefined);
+      const proxylessMtls = opts.proxylessMtls ?? (runWorkloads || remoteWorkloads ? DEFAULT_CERTIFICATE_PROVIDER : undefined);
       // every input is checked before anything is created: a bad file or a damaged state dir changes nothing
       if (federation) checkFederationKubeconfigs(federation, safety);
       const store = openRegistrations(stateDir);
@@ -318,6 +324,16 @@ export function serveCommand(): Command {
           }),
         );
       }
+      const remote: RemoteReadiness | undefined = remoteWorkloads
+        ? startRemoteReadiness({
+            clusters: federation.clusters,
+            sources: manager.staticSources,
+            authority,
+            probes: (address) => !isLoopback(address),
+            probe: { periodMs: probePeriodMs },
+            logger: log,
+          })
+        : undefined;
       const prober = gatewayProbe ? new GatewayProber(manager.registry, { ...gatewayProbe, logger: log, metrics }) : undefined;
       prober?.start();
       const sync = setInterval(() => {
@@ -358,6 +374,10 @@ export function serveCommand(): Command {
         lines.push(`  gateway probes every ${String(periodMs / 1000)} s (timeout ${String(timeoutMs / 1000)} s): down after ${String(failureThreshold)} failures, up after ${String(successThreshold)} success${successThreshold === 1 ? '' : 'es'}; endpoints behind a gateway found down are withheld from other networks`);
       }
       if (workloads) lines.push(...workloads.summary(shown));
+      if (remote) {
+        lines.push(`  remote workloads ${String(remote.workloads)} in ${remote.clusters.join(', ') || 'no cluster'} (run elsewhere): readiness probed from here every ${String(remote.probe.periodMs / 1000)} s`);
+        for (const { cluster, reason } of remote.skipped) lines.push(`  remote workloads none probed in ${cluster}: ${reason}`);
+      }
       const vdNames = virtualDestinations.list().map((vd) => vd.spec.hostname);
       lines.push(
         `  DNS            ${dnsListen.host}:${String(dns.port)} (UDP and TCP): ${vdNames.length ? vdNames.join(', ') : 'no virtual destination yet'}; virtual IPs from ${DEFAULT_IPV4_CIDR}, kept in the state dir`,
@@ -397,7 +417,7 @@ export function serveCommand(): Command {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
           unsubscribeZone();
-          const stopped = drills.close().then(() => Promise.all([workloads?.close(), prober?.stop()]));
+          const stopped = drills.close().then(() => Promise.all([workloads?.close(), remote?.close(), prober?.stop()]));
           void Promise.allSettled([stopped.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close()]).then(() => {
             done();
           });

@@ -47,6 +47,8 @@ export interface EmbeddedFederationOptions {
   xds?: { host: string; port: number };
   /** the certificate provider instance of the bootstraps (default `default`) */
   certificateProvider?: string;
+  /** which endpoint addresses get a workload in this process (default: loopback ones; `meshfed sim-cluster`: all) */
+  runsHere?: (address: string) => boolean;
   logger?: Logger;
 }
 
@@ -132,7 +134,7 @@ export async function startEmbeddedFederation(options: EmbeddedFederationOptions
   for (const { cluster, services } of options.clusters) {
     const source = options.sources.get(cluster.name);
     if (cluster.source.type !== 'static' || !services || !source) continue;
-    const specs = workloadSpecs(cluster, services);
+    const specs = workloadSpecs(cluster, services, options.runsHere);
     if (specs.length === 0) continue;
     if (!options.authority.intermediateCertificate(cluster.name)) {
       skipped.push({ cluster: cluster.name, reason: 'no intermediate CA to issue its workloads certificates' });

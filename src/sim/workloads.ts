@@ -59,13 +59,16 @@ const hostPort = (host: string, port: number): string => (host.includes(':') ? `
 
 const isGrpcPort = (port: ServicePort): boolean => port.appProtocol === 'grpc' || port.name === 'grpc' || port.name.startsWith('grpc-');
 
-/** The workloads behind a static cluster's loopback endpoints, on the ports clients are sent to (as EDS computes them). */
-export function workloadSpecs(cluster: Cluster, services: readonly StaticService[]): WorkloadSpec[] {
+/**
+ * The workloads behind a static cluster's endpoints whose address `runsHere` accepts (default: loopback), on the ports
+ * clients are sent to (as EDS computes them).
+ */
+export function workloadSpecs(cluster: Cluster, services: readonly StaticService[], runsHere: (address: string) => boolean = isLoopback): WorkloadSpec[] {
   const specs = new Map<string, WorkloadSpec>();
   for (const service of services) {
     const tcpPorts = service.ports.filter((p) => p.protocol === 'TCP');
     for (const endpoint of service.endpoints) {
-      if (!isLoopback(endpoint.address)) continue;
+      if (!runsHere(endpoint.address)) continue;
       const ports = new Map<number, WorkloadPort>();
       for (const servicePort of tcpPorts) {
         const port = endpointPort(servicePort, endpoint);

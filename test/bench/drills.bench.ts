@@ -150,7 +150,7 @@ function spansOf(scenario: Scenario, result: DrillResult): Span[] {
   const spans: Span[] = [];
   scheduled.forEach(([atMs, steps], i) => {
     const next = scheduled[i + 1]?.[0] ?? Infinity;
-    const events = marks.filter((event) => event.t * 1000 >= atMs - 1 && event.t * 1000 < next - 1);
+    const events = marks.filter((event) => event.t >= atMs / 1000 - STEP_SLACK_S && event.t < next / 1000 - STEP_SLACK_S);
     if (events.length === 0) return;
     spans.push({ steps: steps.map((step) => step.name), kind: stepKind(steps), labels: new Set(events.map((e) => e.label)), at: Math.min(...events.map((e) => e.t)), end: 0 });
   });

@@ -152,10 +152,10 @@ export function serveCommand(): Command {
     .option('--workloads', "run the loopback endpoints of the federation file's static clusters as real demo workloads (gRPC echo + health, HTTP; mTLS), their readiness probed like a kubelet's (default with --demo; proxyless mTLS defaults to the certificate provider instance default)")
     .option('--no-workloads', "don't run the demo workloads, not even with --demo")
     .option('--remote-workloads', "the federation file's static endpoints that are not on loopback are demo workloads run elsewhere (meshfed sim-cluster): probe their readiness from here like a kubelet and report it as their health (proxyless mTLS defaults to the certificate provider instance default)")
-    .option('--probe-period <duration>', "how often the demo workloads' readiness is probed", '1s')
+    .option('--probe-period <duration>', "how often the demo workloads' readiness is probed (e.g. 1s, 500ms)", '1s')
     .option('--no-gateway-probe', "don't probe the federation's east-west gateways (then a gateway that cannot be reached is only left by clients' own outlier detection)")
-    .option('--gateway-probe-period <duration>', 'how often each east-west gateway is probed (a TCP connect and a TLS ClientHello on its address); endpoints behind a gateway found down are withheld from other networks', `${DEFAULT_GATEWAY_PROBE.periodMs / 1000}s`)
-    .option('--gateway-probe-timeout <duration>', 'how long a gateway probe waits for an answer', `${DEFAULT_GATEWAY_PROBE.timeoutMs / 1000}s`)
+    .option('--gateway-probe-period <duration>', 'how often each east-west gateway is probed (a TCP connect and a TLS ClientHello on its address); endpoints behind a gateway found down are withheld from other networks (e.g. 1s, 250ms)', `${DEFAULT_GATEWAY_PROBE.periodMs / 1000}s`)
+    .option('--gateway-probe-timeout <duration>', 'how long a gateway probe waits for an answer (e.g. 1s, 250ms)', `${DEFAULT_GATEWAY_PROBE.timeoutMs / 1000}s`)
     .option('--gateway-probe-failures <n>', 'failed probes in a row that make a gateway unreachable', String(DEFAULT_GATEWAY_PROBE.failureThreshold))
     .option('--gateway-probe-successes <n>', 'successful probes in a row that make it reachable again', String(DEFAULT_GATEWAY_PROBE.successThreshold))
     .option('--state-dir <dir>', `the manager's state: CA, registrations, API token (env MESHFED_STATE_DIR, default ${DEFAULT_STATE_DIR})`)
@@ -179,15 +179,15 @@ export function serveCommand(): Command {
       const dnsListen = hostPort(opts.dns, '--dns', '15053');
       const syncEvery = parseDuration(opts.syncEvery);
       const graceMs = parseDuration(opts.grace);
-      const probePeriodMs = parseDuration(opts.probePeriod);
+      const probePeriodMs = parseDuration(opts.probePeriod, { milliseconds: true });
       const count = (value: string, flag: string): number => {
         if (!/^[1-9]\d{0,5}$/.test(value)) throw new UsageError(`${flag} must be a whole number of at least 1, not ${JSON.stringify(value)}`);
         return Number(value);
       };
       const gatewayProbe = opts.gatewayProbe
         ? {
-            periodMs: parseDuration(opts.gatewayProbePeriod),
-            timeoutMs: parseDuration(opts.gatewayProbeTimeout),
+            periodMs: parseDuration(opts.gatewayProbePeriod, { milliseconds: true }),
+            timeoutMs: parseDuration(opts.gatewayProbeTimeout, { milliseconds: true }),
             failureThreshold: count(opts.gatewayProbeFailures, '--gateway-probe-failures'),
             successThreshold: count(opts.gatewayProbeSuccesses, '--gateway-probe-successes'),
           }

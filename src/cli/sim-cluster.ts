@@ -41,12 +41,12 @@ export function simClusterCommand(): Command {
     .option('--xds <host:port>', "meshfed's xDS server, named in the demo client's bootstrap", '127.0.0.1:15010')
     .option('--service <name>', "run only this service's workloads (repeatable; default: every service of the cluster)", collect, [])
     .option('--certificate-provider <instance>', "the certificate provider instance of the demo client's bootstrap (serve's --proxyless-mtls)", DEFAULT_CERTIFICATE_PROVIDER)
-    .option('--probe-period <duration>', "how often the workloads' readiness is probed here (logged; the manager probes them on its own)", '1s')
+    .option('--probe-period <duration>', "how often the workloads' readiness is probed here (logged; the manager probes them on its own; e.g. 1s, 500ms)", '1s')
     .action(async (name: string, opts: SimClusterOptions) => {
       const log = createLogger(process.env.MESHFED_LOG_LEVEL ?? 'info');
       const stateDir = resolve(opts.stateDir ?? process.env.MESHFED_STATE_DIR ?? DEFAULT_STATE_DIR);
       const xds = hostPort(opts.xds, '--xds', '15010');
-      const probePeriodMs = parseDuration(opts.probePeriod);
+      const probePeriodMs = parseDuration(opts.probePeriod, { milliseconds: true });
       const federation = loadFederationFile(opts.config);
       const entry = federation.clusters.find((c) => c.cluster.name === name);
       if (!entry) throw new UsageError(`${opts.config} has no cluster ${JSON.stringify(name.slice(0, 100))} (it has ${federation.clusters.map((c) => c.cluster.name).join(', ') || 'none'})`);

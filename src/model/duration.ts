@@ -9,16 +9,19 @@ const UNIT_MS: Record<string, number> = {
 
 /**
  * Parses a duration such as `90s`, `24h`, `30d`, `1y` or `1h30m` into milliseconds.
- * Years are 365 days, as certificate lifetimes are usually counted.
+ * Years are 365 days, as certificate lifetimes are usually counted. With `milliseconds`, `ms` is a unit too
+ * (`250ms`, `1s500ms`): for probe timings given on the command line; stored resources count in whole units.
  */
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, options: { milliseconds?: boolean } = {}): number {
   const trimmed = text.trim();
-  if (!/^(\d+(s|m|h|d|w|y))+$/.test(trimmed)) {
-    throw new Error(`invalid duration "${text}": use a number and a unit (s, m, h, d, w, y), e.g. 24h, 30d, 1y or 1h30m`);
+  const unit = options.milliseconds === true ? '(?:ms|[smhdwy])' : '[smhdwy]';
+  if (!new RegExp(`^(\\d+${unit})+$`).test(trimmed)) {
+    const units = options.milliseconds === true ? 'ms, s, m, h, d, w, y' : 's, m, h, d, w, y';
+    throw new Error(`invalid duration "${text}": use a number and a unit (${units}), e.g. 24h, 30d, 1y or 1h30m`);
   }
   let total = 0;
-  for (const [, amount, unit] of trimmed.matchAll(/(\d+)([smhdwy])/g)) {
-    total += Number(amount) * (UNIT_MS[unit ?? ''] ?? 0);
+  for (const [, amount, unitText] of trimmed.matchAll(/(\d+)(ms|[smhdwy])/g)) {
+    total += unitText === 'ms' ? Number(amount) : Number(amount) * (UNIT_MS[unitText ?? ''] ?? 0);
   }
   if (total <= 0) throw new Error(`invalid duration "${text}": must be greater than zero`);
   return total;

@@ -24,5 +24,9 @@ describe('trust policy', () => {
     expect(parseDuration('1y')).toBe(365 * 86_400_000);
     expect(formatDuration(parseDuration('1d2h'))).toBe('1d2h');
     for (const bad of ['', '10', 'h', '-1h', '1.5h', '0s', '24 h']) expect(() => parseDuration(bad)).toThrow(/invalid duration/);
+    // milliseconds only where asked for (command-line probe timings), never in stored resources
+    expect(() => parseDuration('250ms')).toThrow(/invalid duration "250ms": use a number and a unit \(s, m, h/);
+    expect([parseDuration('250ms', { milliseconds: true }), parseDuration('1s500ms', { milliseconds: true }), parseDuration('2m', { milliseconds: true })]).toEqual([250, 1_500, 120_000]);
+    for (const bad of ['0ms', '1.5ms', 'ms', '250 ms']) expect(() => parseDuration(bad, { milliseconds: true })).toThrow(/invalid duration/);
   });
 });

@@ -70,8 +70,8 @@ export function gatewayCommand(): Command {
         idleTimeoutMs: parseDuration(opts.idleTimeout),
       });
       const adminServer = await startGatewayAdmin({ ...admin, gateway, routes, metrics: registry });
-      log.info({ cluster, network, listen: `${listen.host}:${String(gateway.port)}`, admin: `${admin.host}:${String(adminServer.port)}`, xds: opts.xds }, 'gateway ready');
-      await new Promise<void>((done) => {
+      // the signal handlers are in place before the line that says the gateway is ready
+      const stopped = new Promise<void>((done) => {
         const stop = (signal: string): void => {
           log.info({ signal, connections: gateway.connections(), drainMs }, 'gateway draining');
           void gateway.drain(drainMs).then(async () => {
@@ -84,5 +84,7 @@ export function gatewayCommand(): Command {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      log.info({ cluster, network, listen: `${listen.host}:${String(gateway.port)}`, admin: `${admin.host}:${String(adminServer.port)}`, xds: opts.xds }, 'gateway ready');
+      await stopped;
     });
 }

@@ -410,9 +410,8 @@ export function serveCommand(): Command {
         '  Ctrl-C stops.',
         '',
       );
-      process.stdout.write(lines.join('\n'));
-
-      await new Promise<void>((done) => {
+      // the signal handlers are in place before the summary says Ctrl-C stops
+      const stopped = new Promise<void>((done) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
@@ -425,5 +424,7 @@ export function serveCommand(): Command {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      process.stdout.write(lines.join('\n'));
+      await stopped;
     });
 }

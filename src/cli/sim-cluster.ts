@@ -80,8 +80,8 @@ export function simClusterCommand(): Command {
         '  Ctrl-C stops.',
         '',
       ];
-      process.stdout.write(lines.join('\n'));
-      await new Promise<void>((done) => {
+      // the signal handlers are in place before the summary says Ctrl-C stops
+      const stopped = new Promise<void>((done) => {
         const stop = (signal: string): void => {
           log.info({ signal, cluster: name }, 'shutting down');
           void simulated.close().then(done);
@@ -89,5 +89,7 @@ export function simClusterCommand(): Command {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      process.stdout.write(lines.join('\n'));
+      await stopped;
     });
 }

@@ -154,6 +154,23 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(existsSync(join(work, 'bad-state'))).toBe(false);
   });
 
+  it('takes gateway probe timings below a second, says them in the summary, and refuses bad ones before starting', async () => {
+    const refused = (flag: string, value: string) =>
+      spawnSync(process.execPath, [...CLI, 'serve', ...demoArgs(join(work, 'probe-refused')), flag, value], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+    const period = refused('--gateway-probe-period', '250');
+    expect(period.status).not.toBe(0);
+    expect(period.stderr).toContain('invalid duration "250": use a number and a unit (ms, s, m, h, d, w, y)');
+    const failures = refused('--gateway-probe-failures', '0');
+    expect(failures.status).toBe(2);
+    expect(failures.stderr).toContain('--gateway-probe-failures must be a whole number of at least 1, not "0"');
+    expect(existsSync(join(work, 'probe-refused'))).toBe(false);
+
+    const run = await startServe([...demoArgs(join(work, 'probe-fast')), '--gateway-probe-period', '250ms', '--gateway-probe-timeout', '200ms', '--gateway-probe-failures', '2']);
+    expect(run.stdout).toContain('gateway probes every 0.25 s (timeout 0.2 s): down after 2 failures, up after 1 success;');
+    // stopped as soon as the summary is out: the signal handlers were in place before it
+    expect(await run.stop()).toBe(0);
+  });
+
   it('exits 1 naming the address when the API port is taken, and keeps no token it never showed', async () => {
     const blocker = createServer();
     await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));

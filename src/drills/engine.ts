@@ -8,7 +8,7 @@ import { describeExpectation, judge, type DrillTimeline, type Verdict } from './
 import { measureShift, OutcomeLog, SHIFT_WINDOW_MS, tierBetween, type Moment } from './measure.js';
 import type { DrillEvent, DrillResult, DrillSecond, ExpectationResult, ShiftMeasurement } from './result.js';
 import { formatDrillDuration, ScenarioError, type Scenario, type ScenarioStep } from './scenario.js';
-import type { AppliedFault, DrillWorld, Fault, FaultKind, FaultTarget, RequestOutcome, Traffic } from './world.js';
+import type { AppliedFault, DrillWorld, Fault, FaultKind, FaultOptions, FaultTarget, RequestOutcome, Traffic } from './world.js';
 
 /** How long the engine waits for the world, in ms. */
 export interface DrillTimeouts {
@@ -42,6 +42,8 @@ export interface RunDrillOptions {
   /** ends the drill early (faults restored, traffic stopped); the drill then fails */
   signal?: AbortSignal;
   timeouts?: Partial<DrillTimeouts>;
+  /** faults on real clusters may run (`drill run --allow-disruptive`) */
+  allowDisruptive?: boolean;
 }
 
 /** The drill could not run at all (no fault was applied). */
@@ -118,8 +120,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Checks every cluster, region, zone and virtual destination the scenario names against the world. */
-export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld): void {
+/** Checks every cluster, region, zone and virtual destination the scenario names against the world, and every fault against what the world refuses under `options`. */
+export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld, options: FaultOptions = { allowDisruptive: false }): void {
   const clusters = world.clusters();
   const names = new Set(clusters.map((cluster) => cluster.name));
   const regions = new Set(clusters.map((cluster) => cluster.region));
@@ -143,6 +145,8 @@ export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld)
       const within = clusters.filter((c) => (target.cluster === undefined || c.name === target.cluster) && (target.region === undefined || c.region === target.region));
       if (!within.some((c) => c.zone === target.zone)) problems.push(`${field}.zone: no zone ${target.zone} in ${target.cluster ?? target.region ?? 'the target'}`);
     }
+    const refused = world.refusal?.({ kind: step.fault, target }, options);
+    if (refused !== undefined) problems.push(`step ${step.name}: ${refused}`);
   }
   scenario.expectations.forEach((expectation, i) => {
     const field = `spec.expectations[${i}].${expectation.kind}`;
@@ -185,7 +189,8 @@ async function startTraffic(scenario: Scenario, world: DrillWorld, timeouts: Dri
 
 /** Runs the scenario against the world and returns what it measured. Throws ScenarioError or DrillError before anything is applied. */
 export async function runDrill(scenario: Scenario, world: DrillWorld, options: RunDrillOptions = {}): Promise<DrillResult> {
-  checkScenarioAgainstWorld(scenario, world);
+  const faultOptions: FaultOptions = { allowDisruptive: options.allowDisruptive ?? false };
+  checkScenarioAgainstWorld(scenario, world, faultOptions);
   const timeouts: DrillTimeouts = { ...DEFAULT_DRILL_TIMEOUTS, ...options.timeouts };
   // a request's outcome is known by its deadline (its attempts share it); the slack covers callbacks and timers
   const settleMs = Math.max(0, ...scenario.traffic.map((spec) => spec.timeoutMs)) + REPORT_SLACK_MS;
@@ -268,7 +273,7 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
       track(restoring);
     };
     try {
-      const applied = await bounded(world.apply(fault), timeouts.apply, `${fault.kind} ${describeTarget(fault.target)}`, { signal: finished.signal, late });
+      const applied = await bounded(world.apply(fault, faultOptions), timeouts.apply, `${fault.kind} ${describeTarget(fault.target)}`, { signal: finished.signal, late });
       active.set(step.name, { step: step.name, kind: fault.kind, label: applied.label, applied });
       faultLabels.set(step.name, applied.label);
       event(at, 'fault', applied.label);

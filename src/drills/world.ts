@@ -25,6 +25,12 @@ export interface Fault {
   target: FaultTarget;
 }
 
+/** What the operator allowed for one drill. */
+export interface FaultOptions {
+  /** faults that change real clusters (through their Kubernetes API) may run: `drill run --allow-disruptive` */
+  allowDisruptive: boolean;
+}
+
 /** A fault in effect; `restore` undoes exactly it (idempotent). */
 export interface AppliedFault {
   /** for reports: "kill-workloads east-1 reviews" */
@@ -79,7 +85,9 @@ export interface DrillWorld {
   /** the virtual destinations, by hostname, with their name */
   virtualDestination(hostname: string): { name: string } | undefined;
   /** applies a fault; throws (changing nothing) when the target names nothing this world has */
-  apply(fault: Fault): Promise<AppliedFault>;
+  apply(fault: Fault, options?: FaultOptions): Promise<AppliedFault>;
+  /** why the fault may not run under `options` (a real cluster without --allow-disruptive...), checked before the drill starts */
+  refusal?(fault: Fault, options: FaultOptions): string | undefined;
   /** starts clients; `onRequest` hears every request's outcome */
   startTraffic(spec: TrafficSpec, onRequest: (outcome: RequestOutcome) => void): Promise<Traffic>;
   /** what the registry says of a cluster now (ready, stale, evicted, ...) */

@@ -253,10 +253,11 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
   };
 
   const rollback = (reason: string): void => {
-    const drains = [...active.values()].filter((fault) => fault.kind === 'drain');
-    if (drains.length === 0) return;
+    // a drain is gentle, and a fault on a real cluster must not outlast a broken expectation: both go back at once
+    const undone = [...active.values()].filter((fault) => fault.kind === 'drain' || fault.applied.disruptive === true);
+    if (undone.length === 0) return;
     rolledBack ??= reason;
-    for (const fault of drains) {
+    for (const fault of undone) {
       active.delete(fault.step);
       event(now(), 'rollback', `rollback ${fault.label}: ${reason}`);
       track(restoreFault(fault, true));
@@ -278,7 +279,7 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
       faultLabels.set(step.name, applied.label);
       event(at, 'fault', applied.label);
       // an expectation broke while this drain was being applied: it goes back at once
-      if (fault.kind === 'drain' && broken && broken.at >= at) rollback(broken.reason);
+      if ((fault.kind === 'drain' || applied.disruptive === true) && broken && broken.at >= at) rollback(broken.reason);
     } catch (error) {
       stepStarted.delete(step.name);
       stepNotes.set(step.name, `its fault was not applied: ${message(error)}`);

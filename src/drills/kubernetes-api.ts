@@ -21,7 +21,7 @@ export interface KubeRequest {
   method: KubeMethod;
   /** the URL path and query, e.g. /api/v1/namespaces/default/pods?labelSelector=app%3Dreviews */
   path: string;
-  /** a JSON merge patch (PATCH) */
+  /** a JSON merge patch (PATCH) or DeleteOptions (DELETE) */
   body?: unknown;
   /** what the kubeconfig's user must be allowed, for the 403 message: "patch deployments/scale in default" */
   permission: string;
@@ -79,7 +79,7 @@ export class KubeApi {
     const headers: OutgoingHttpHeaders = {
       ...(opts.headers as OutgoingHttpHeaders | undefined),
       accept: 'application/json',
-      ...(payload ? { 'content-type': 'application/merge-patch+json', 'content-length': payload.length } : {}),
+      ...(payload ? { 'content-type': req.method === 'PATCH' ? 'application/merge-patch+json' : 'application/json', 'content-length': payload.length } : {}),
     };
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
     return new Promise<unknown>((resolve, reject) => {

@@ -24,7 +24,7 @@
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import type { Cluster } from '../model/cluster.js';
 import { loadSafeKubeconfig, type SafeKubeconfigOptions } from '../registry/kube/kubeconfig.js';
-import { KubeApi } from './kubernetes-api.js';
+import { KubeApi, KubeRequestError } from './kubernetes-api.js';
 import type { AppliedFault, Fault, FaultOptions, FaultTarget } from './world.js';
 
 /** Istio's east-west gateway pods (samples/multicluster/gen-eastwest-gateway.sh), of one network */
@@ -98,10 +98,10 @@ function podReady(pod: Json): boolean {
   return ready === undefined || ready['status'] === 'True';
 }
 
-/** An AppliedFault whose restore runs once, however often it is called. */
+/** A fault on a real cluster, whose restore runs once however often it is called. */
 function applied(label: string, undo: () => Promise<void>): AppliedFault {
   let restoring: Promise<void> | undefined;
-  return { label, restore: () => (restoring ??= undo()) };
+  return { label, disruptive: true, restore: () => (restoring ??= undo()) };
 }
 
 export function kubernetesFaults(parts: KubernetesFaultsParts): KubernetesFaults {
@@ -219,13 +219,21 @@ export function kubernetesFaults(parts: KubernetesFaultsParts): KubernetesFaults
     const selector = selectorTemplate.replaceAll('{network}', cluster.network);
     const listPods = async (): Promise<Json[]> =>
       items(await api.send({ method: 'GET', path: `/api/v1/pods?labelSelector=${seg(selector)}`, permission: 'list pods in all namespaces' }));
-    const pods = (await listPods()).map(metaOf);
+    const pods = (await listPods()).map((pod) => ({ ...metaOf(pod), uid: text(record(pod['metadata'])['uid']) }));
     if (pods.length === 0) throw new Error(`kill-gateway: no pod of cluster ${cluster.name} matches ${quote(selector)} (serve --drill-gateway-selector sets the gateway pods' label selector)`);
     const deleted = new Set<string>();
     for (const pod of pods) {
-      await api.send({ method: 'DELETE', path: `/api/v1/namespaces/${seg(pod.namespace)}/pods/${seg(pod.name)}`, permission: `delete pods in ${pod.namespace}` });
-      deleted.add(`${pod.namespace}/${pod.name}`);
+      try {
+        // exactly the pod listed: one recreated under the same name meanwhile is not deleted again
+        const preconditions = pod.uid !== '' ? { body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: pod.uid } } } : {};
+        await api.send({ method: 'DELETE', path: `/api/v1/namespaces/${seg(pod.namespace)}/pods/${seg(pod.name)}`, ...preconditions, permission: `delete pods in ${pod.namespace}` });
+        deleted.add(`${pod.namespace}/${pod.name}`);
+      } catch (error) {
+        // gone already, or replaced: not this fault's to wait for
+        if (!(error instanceof KubeRequestError && (error.statusCode === 404 || error.statusCode === 409))) throw error;
+      }
     }
+    if (deleted.size === 0) throw new Error(`kill-gateway: the gateway pods of cluster ${cluster.name} (${quote(selector)}) went away before meshfed could delete them`);
     const label = `kill-gateway ${cluster.name}`;
     log.info({ fault: label, selector, pods: [...deleted] }, 'drill: gateway pods deleted');
     return applied(label, async () => {

@@ -36,6 +36,8 @@ export interface AppliedFault {
   /** for reports: "kill-workloads east-1 reviews" */
   label: string;
   restore(): Promise<void>;
+  /** it changed a real cluster: rolled back at once (as a drain is) when an expectation breaks */
+  disruptive?: boolean;
 }
 
 /** One request a drill client made. */

@@ -345,4 +345,19 @@ describe('with --allow-disruptive', () => {
     expect(now.filter((name) => gatewayPods.includes(name))).toEqual([]);
     expect([...kubelet.podNames(reviews), ...kubelet.podNames(ratings)].sort()).toEqual(others.sort());
   }, 120_000);
+
+  // the last test: it stops the manager
+  it('restores when the manager is stopped mid-drill (Ctrl-C): the Deployment is back at 2 before serve exits', async () => {
+    await eventually(() => kubelet.podNames(reviews).length === 2, 'reviews back to two pods');
+    const before = fixture.requests.length;
+    const started = await api('POST', '/api/v1/drills', { ...scenario('kube-interrupted', '60s', [{ ...killReviews, at: '1s' }]), allowDisruptive: true });
+    expect(started.status).toBe(202);
+    await eventually(() => replicas(reviews) === 0, 'the drill to scale reviews-v1 to zero');
+    await serve.stop();
+    expect(replicas(reviews)).toBe(2);
+    expect(fixture.requests.slice(before).filter((r) => r.method !== 'GET').map((r) => [r.method, r.path, bodyOf(r)])).toEqual([
+      ['PATCH', scalePath(reviews), { spec: { replicas: 0 } }],
+      ['PATCH', scalePath(reviews), { spec: { replicas: 2 } }],
+    ]);
+  }, 120_000);
 });

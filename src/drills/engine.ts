@@ -1,7 +1,7 @@
 /**
  * The drill engine: runs a scenario against a DrillWorld. It starts every traffic stream, takes the steps at their
- * times, records every request's outcome (in the second it was sent), judges the expectations while the drill runs (a drain is rolled back the
- * moment one breaks) and at the end, measures each shift, and always restores what it applied. Everything it waits
+ * times, records every request's outcome (in the second it was sent), judges the expectations while the drill runs (a drain, or a fault on
+ * a real cluster, is rolled back the moment one breaks) and at the end, measures each shift, and always restores what it applied. Everything it waits
  * for is bounded: the drill ends at its duration even if a step hangs, and cleanup has its own time limits.
  */
 import { describeExpectation, judge, type DrillTimeline, type Verdict } from './expectations.js';

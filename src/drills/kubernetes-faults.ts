@@ -17,9 +17,9 @@
  * - partition and api-outage cannot be done through the Kubernetes API (they need the network, or the API server
  *   itself, to go away): refused before the drill starts. drain is meshfed's own act and needs no consent.
  *
- * The kubeconfig's user needs: get services (and list them in all namespaces for a service named without its
- * namespace), list deployments, get and patch deployments/scale (group apps), list pods in all namespaces and
- * delete pods where the gateway runs.
+ * The kubeconfig's user needs: list services (in all namespaces for a service named without its namespace), list
+ * deployments, get and patch deployments/scale (group apps), list pods in all namespaces and delete pods where the
+ * gateway runs (scenarios/README.md has the ClusterRole).
  */
 import { SILENT_LOGGER, type Logger } from '../logging.js';
 import type { Cluster } from '../model/cluster.js';
@@ -230,7 +230,9 @@ export function kubernetesFaults(parts: KubernetesFaultsParts): KubernetesFaults
         deleted.add(`${pod.namespace}/${pod.name}`);
       } catch (error) {
         // gone already, or replaced: not this fault's to wait for
-        if (!(error instanceof KubeRequestError && (error.statusCode === 404 || error.statusCode === 409))) throw error;
+        if (error instanceof KubeRequestError && (error.statusCode === 404 || error.statusCode === 409)) continue;
+        const done = deleted.size > 0 ? ` (${String(deleted.size)} of its ${String(pods.length)} gateway pods were deleted before: their Deployment recreates them)` : '';
+        throw new Error(`kill-gateway: ${(error as Error).message}${done}`, { cause: error });
       }
     }
     if (deleted.size === 0) throw new Error(`kill-gateway: the gateway pods of cluster ${cluster.name} (${quote(selector)}) went away before meshfed could delete them`);

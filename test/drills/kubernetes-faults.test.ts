@@ -247,6 +247,10 @@ describe('faults on a Kubernetes cluster are refused before anything changes', (
     const wholeCluster = await api('POST', '/api/v1/drills', { ...scenario('kube-all', '10s', [{ ...killReviews, target: { cluster: 'kube-1' } }]), allowDisruptive: true });
     expect(wholeCluster.status).toBe(400);
     expect(JSON.stringify(wholeCluster.data)).toContain('needs target.service');
+    // us-east holds east-1 (embedded) and kube-1 (Kubernetes): a step may not strike half of what it names
+    const region = await api('POST', '/api/v1/drills', { ...scenario('kube-region', '10s', [{ ...killReviews, target: { region: 'us-east' } }]), allowDisruptive: true });
+    expect(region.status).toBe(400);
+    expect(JSON.stringify(region.data)).toContain('kill-workloads on region us-east would reach the Kubernetes cluster kube-1');
     expect(writes()).toEqual([]);
   });
 

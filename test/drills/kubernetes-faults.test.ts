@@ -264,6 +264,22 @@ describe('faults on a Kubernetes cluster are refused before anything changes', (
   });
 });
 
+describe('drain on a Kubernetes cluster', () => {
+  it('needs no flag and writes nothing to the cluster: meshfed stops sending its endpoints', async () => {
+    const { state, result } = await drillThroughApi(
+      scenario('kube-drain', '8s', [
+        { at: '1s', name: 'drain-kube-1', fault: 'drain', target: { cluster: 'kube-1', virtualDestination: 'reviews' } },
+        { at: '5s', name: 'undrain', fault: 'restore' },
+      ]),
+      false,
+    );
+    expect(state, JSON.stringify(result.expectations)).toBe('passed');
+    expect(result.events.map((e) => e.label)).toContain('drain kube-1 reviews');
+    expect(servedBy(result, 'west-1', 1, 5)).toBeGreaterThan(0);
+    expect(writes()).toEqual([]);
+  }, 120_000);
+});
+
 describe('with --allow-disruptive', () => {
   it('scales the Deployment behind the service to zero: traffic moves to west-1, and restore scales it back to exactly 2 (meshfed drill run)', async () => {
     const file = join(work, 'kube-reviews-down.yaml');

@@ -1,6 +1,6 @@
 /**
- * What a failover drill acts on and watches through: the world (for `meshfed serve`, the embedded federation; later
- * real clusters through the Kubernetes API). The engine (engine.ts) schedules faults, runs traffic and measures; a
+ * What a failover drill acts on and watches through: the world (for `meshfed serve`, the embedded federation, with
+ * the faults of clusters watched through the Kubernetes API done through that API: kubernetes-world.ts). The engine (engine.ts) schedules faults, runs traffic and measures; a
  * world only does what it is told and reports what its clients saw. Faults happen to the world, never to meshfed's
  * brain: meshfed learns of them only as it would in production (readiness, gateway health, client errors).
  */

@@ -4,12 +4,23 @@
  * ended); GET /api/v1/drills lists the runs of this process. One drill runs at a time (409 while one runs).
  * GET /api/v1/drills/ID/report.html is the drill's HTML report (what `drill run --report` writes) once it ended;
  * GET /api/v1/drills/ID/traffic.html its traffic sections alone (charts and legends), which the dashboard shows.
+ * `allowDisruptive: true` beside the document's fields (never inside a scenario file) allows the faults that change
+ * real clusters through their Kubernetes API (what `drill run --allow-disruptive` sends); without it they are
+ * refused (400) before anything changes.
  */
 import { Router, json } from 'express';
 import { drillHtml, drillTrafficHtml } from '../drills/report-html.js';
 import type { DrillResult } from '../drills/result.js';
 import { DrillBusyError, DrillInputError, type DrillRunView, type DrillService } from '../drills/runner.js';
 import { ApiError, sendError } from './errors.js';
+
+/** The operator's consent to disruptive faults, taken out of the body; what is left is the FailoverDrill document. */
+function splitConsent(body: unknown): { document: unknown; allowDisruptive: boolean } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('allowDisruptive' in body)) return { document: body, allowDisruptive: false };
+  const { allowDisruptive, ...document } = body as Record<string, unknown>;
+  if (typeof allowDisruptive !== 'boolean') throw new ApiError(400, 'invalid', 'allowDisruptive: must be true or false', 'allowDisruptive');
+  return { document, allowDisruptive };
+}
 
 export function drillsRouter(service: DrillService, bodyLimitBytes: number): Router {
   const router = Router();
@@ -20,9 +31,10 @@ export function drillsRouter(service: DrillService, bodyLimitBytes: number): Rou
     })
     .post(json({ limit: bodyLimitBytes, strict: true }), (req, res) => {
       if (!req.is('application/json')) throw new ApiError(415, 'unsupported_media_type', 'send the FailoverDrill document as JSON, with Content-Type: application/json');
+      const { document, allowDisruptive } = splitConsent(req.body);
       let run: DrillRunView;
       try {
-        run = service.start(req.body);
+        run = service.start(document, { allowDisruptive });
       } catch (error) {
         if (error instanceof DrillInputError) throw new ApiError(400, 'invalid', error.message);
         if (error instanceof DrillBusyError) throw new ApiError(409, 'conflict', error.message);

@@ -47,6 +47,8 @@ const failoverDrillDocumentSchema = z.strictObject({
   kind: z.literal('FailoverDrill'),
   metadata: z.strictObject({ name: dnsLabelSchema, labels: labelsSchema.optional(), annotations: z.record(z.string(), z.string()).optional() }),
   spec: failoverDrillSpecSchema,
+  /** the operator's consent to faults that change real clusters through their Kubernetes API (drill run --allow-disruptive) */
+  allowDisruptive: z.boolean().optional(),
 });
 
 const V1 = '/api/v1';
@@ -145,8 +147,8 @@ export const API_ROUTES: readonly RouteSpec[] = [
     group: 'drills',
     resource: 'drill',
     summary: 'run a failover drill against this manager\'s world',
-    body: { description: 'a FailoverDrill document (the scenario file, as JSON)', schema: failoverDrillDocumentSchema },
-    responses: { 202: 'started; follow it at the Location', 400: 'an invalid scenario, or nothing to drill', 409: 'a drill is running', 413: 'the body is too large', 415: 'not JSON' },
+    body: { description: 'a FailoverDrill document (the scenario file, as JSON), and allowDisruptive: true to allow faults that change real clusters (kill-workloads, kill-gateway on a Kubernetes cluster)', schema: failoverDrillDocumentSchema },
+    responses: { 202: 'started; follow it at the Location', 400: 'an invalid scenario, nothing to drill, or a fault on a real cluster without allowDisruptive', 409: 'a drill is running', 413: 'the body is too large', 415: 'not JSON' },
   },
   { method: 'GET', path: `${V1}/drills/:id`, access: 'viewer', group: 'drills', summary: 'one drill run: its state, progress and result', responses: { 200: 'the run', 404: 'no such run' } },
   { method: 'GET', path: `${V1}/drills/:id/report.html`, access: 'viewer', group: 'drills', summary: "an ended drill's self-contained HTML report", responses: { 200: 'the report (text/html)', 404: 'no such run', 409: 'still running, or ended without a result' } },

@@ -178,7 +178,8 @@ export function drillCommand(): Command {
     .description("run a scenario against a running meshfed (--server, or the scenario's target.server) or a federation file it starts on free ports (target.federation); exit 0 when every expectation held")
     .argument('<scenario>', 'a FailoverDrill file (scenarios/*.yaml)')
     .option('--report <dir>', 'write the reports there: drill.json, junit.xml, report.html')
-    .action(async function (this: Command, file: string, opts: { report?: string }) {
+    .option('--allow-disruptive', 'allow faults that change real clusters through their Kubernetes API (kill-workloads scales Deployments to zero, kill-gateway deletes gateway pods); without it such a drill is refused before anything changes')
+    .action(async function (this: Command, file: string, opts: { report?: string; allowDisruptive?: boolean }) {
       let scenario: Scenario;
       try {
         scenario = loadScenarioFile(file);
@@ -186,7 +187,9 @@ export function drillCommand(): Command {
         if (error instanceof ScenarioError) throw new UsageError(error.message);
         throw error;
       }
-      const document: unknown = parseYaml(readFileSync(file, 'utf8'));
+      const scenarioDocument: unknown = parseYaml(readFileSync(file, 'utf8'));
+      // the consent goes beside the document, never into it: a scenario file cannot carry it (its schema refuses the field)
+      const document = opts.allowDisruptive === true && typeof scenarioDocument === 'object' && scenarioDocument !== null ? { ...scenarioDocument, allowDisruptive: true } : scenarioDocument;
       const flags = this.optsWithGlobals<{ server?: string }>();
       const chosen = flags.server ?? (process.env[SERVER_ENV] || undefined);
       const target = scenario.target;

@@ -16,6 +16,8 @@ import { startRemoteReadiness, type RemoteReadiness } from '../sim/remote-readin
 import { isLoopback } from '../sim/workloads.js';
 import { crossClusterHandshake } from '../sim/trust-demo.js';
 import { embeddedWorld } from '../drills/embedded-world.js';
+import { gatewaySelectorProblem, ISTIO_GATEWAY_SELECTOR, kubernetesFaults } from '../drills/kubernetes-faults.js';
+import { withKubernetesFaults } from '../drills/kubernetes-world.js';
 import { DrillRunner } from '../drills/runner.js';
 import { apiTlsFromAuthority, loadApiIdentities } from '../api/tls.js';
 import { API_TOKEN_ENV, loadOrCreateApiToken } from '../store/api-token.js';
@@ -63,6 +65,7 @@ interface ServeOptions {
   grace: string;
   allowKubeconfigExec?: boolean;
   allowKubeconfigFiles?: boolean;
+  drillGatewaySelector: string;
   apiTls?: boolean;
   apiIdentities?: string;
 }
@@ -162,6 +165,7 @@ export function serveCommand(): Command {
     .option('--grace <duration>', 'how long a cluster that lost its API server keeps serving its last-known endpoints before they are evicted', `${DEFAULT_GRACE_MS / 1000}s`)
     .option('--allow-kubeconfig-exec', 'let kubeconfigs run exec credential plugins and auth providers on the manager (off: they are refused)')
     .option('--allow-kubeconfig-files', "let kubeconfigs name files on the manager's filesystem (off: credentials must be inline)")
+    .option('--drill-gateway-selector <selector>', "the label selector of a Kubernetes cluster's east-west gateway pods, which a drill's kill-gateway deletes ({network}: the cluster's network)", ISTIO_GATEWAY_SELECTOR)
     .option('--trust-domain <domain>', 'create the trust domain in the state dir if it holds none (default: the federation file\'s trustDomain)')
     .option('--cluster <name>', 'make sure this cluster has an intermediate (repeatable; default: the federation file\'s clusters)', collect, [])
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
@@ -194,6 +198,9 @@ export function serveCommand(): Command {
         : undefined;
       const federation = opts.config !== undefined ? loadFederationFile(opts.config) : undefined;
       const safety = { allowExec: opts.allowKubeconfigExec ?? false, allowFiles: opts.allowKubeconfigFiles ?? false };
+      const gatewaySelector = opts.drillGatewaySelector.trim();
+      const selectorProblem = gatewaySelectorProblem(gatewaySelector);
+      if (selectorProblem !== undefined) throw new UsageError(`--drill-gateway-selector ${selectorProblem}`);
       if (opts.apiIdentities !== undefined && opts.apiTls !== true) throw new UsageError('--api-identities maps client certificates to roles: it needs --api-tls');
       if (opts.workloads === true && !federation) throw new UsageError('--workloads runs the static clusters of a federation file: give --config FILE');
       if (opts.remoteWorkloads === true && !federation) throw new UsageError('--remote-workloads probes the static clusters of a federation file: give --config FILE');
@@ -310,18 +317,23 @@ export function serveCommand(): Command {
           await Promise.allSettled([manager.close(), service.close(), dns.close()]);
           throw new Error(`${(error as Error).message} (another process on that address? serve --no-workloads runs without them)`, { cause: error });
         }
+        const registry = manager.registry;
+        const kubeFaults = kubernetesFaults({ clusters: () => [...registry.snapshot().clusters.values()].map((view) => view.cluster), safety, gatewaySelector, logger: log });
         drills.attach(
-          embeddedWorld({
-            registry: manager.registry,
-            provider: manager.xds?.provider,
-            staticSources: manager.staticSources,
-            virtualDestinations: manager.virtualDestinations,
-            gateways,
-            federation: workloads,
-            ...(manager.xds ? { xds: { host: xdsListen.host, port: manager.xds.server.port } } : {}),
-            dns: { host: dnsListen.host, port: dns.port },
-            logger: log,
-          }),
+          withKubernetesFaults(
+            embeddedWorld({
+              registry: manager.registry,
+              provider: manager.xds?.provider,
+              staticSources: manager.staticSources,
+              virtualDestinations: manager.virtualDestinations,
+              gateways,
+              federation: workloads,
+              ...(manager.xds ? { xds: { host: xdsListen.host, port: manager.xds.server.port } } : {}),
+              dns: { host: dnsListen.host, port: dns.port },
+              logger: log,
+            }),
+            kubeFaults,
+          ),
         );
       }
       const remote: RemoteReadiness | undefined = remoteWorkloads

@@ -1,14 +1,14 @@
 /**
  * The drill engine: runs a scenario against a DrillWorld. It starts every traffic stream, takes the steps at their
- * times, records every request's outcome (in the second it was sent), judges the expectations while the drill runs (a drain is rolled back the
- * moment one breaks) and at the end, measures each shift, and always restores what it applied. Everything it waits
+ * times, records every request's outcome (in the second it was sent), judges the expectations while the drill runs (a drain, or a fault on
+ * a real cluster, is rolled back the moment one breaks) and at the end, measures each shift, and always restores what it applied. Everything it waits
  * for is bounded: the drill ends at its duration even if a step hangs, and cleanup has its own time limits.
  */
 import { describeExpectation, judge, type DrillTimeline, type Verdict } from './expectations.js';
 import { measureShift, OutcomeLog, SHIFT_WINDOW_MS, tierBetween, type Moment } from './measure.js';
 import type { DrillEvent, DrillResult, DrillSecond, ExpectationResult, ShiftMeasurement } from './result.js';
 import { formatDrillDuration, ScenarioError, type Scenario, type ScenarioStep } from './scenario.js';
-import type { AppliedFault, DrillWorld, Fault, FaultKind, FaultTarget, RequestOutcome, Traffic } from './world.js';
+import type { AppliedFault, DrillWorld, Fault, FaultKind, FaultOptions, FaultTarget, RequestOutcome, Traffic } from './world.js';
 
 /** How long the engine waits for the world, in ms. */
 export interface DrillTimeouts {
@@ -42,6 +42,8 @@ export interface RunDrillOptions {
   /** ends the drill early (faults restored, traffic stopped); the drill then fails */
   signal?: AbortSignal;
   timeouts?: Partial<DrillTimeouts>;
+  /** faults on real clusters may run (`drill run --allow-disruptive`) */
+  allowDisruptive?: boolean;
 }
 
 /** The drill could not run at all (no fault was applied). */
@@ -118,8 +120,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Checks every cluster, region, zone and virtual destination the scenario names against the world. */
-export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld): void {
+/** Checks every cluster, region, zone and virtual destination the scenario names against the world, and every fault against what the world refuses under `options`. */
+export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld, options: FaultOptions = { allowDisruptive: false }): void {
   const clusters = world.clusters();
   const names = new Set(clusters.map((cluster) => cluster.name));
   const regions = new Set(clusters.map((cluster) => cluster.region));
@@ -143,6 +145,8 @@ export function checkScenarioAgainstWorld(scenario: Scenario, world: DrillWorld)
       const within = clusters.filter((c) => (target.cluster === undefined || c.name === target.cluster) && (target.region === undefined || c.region === target.region));
       if (!within.some((c) => c.zone === target.zone)) problems.push(`${field}.zone: no zone ${target.zone} in ${target.cluster ?? target.region ?? 'the target'}`);
     }
+    const refused = world.refusal?.({ kind: step.fault, target }, options);
+    if (refused !== undefined) problems.push(`step ${step.name}: ${refused}`);
   }
   scenario.expectations.forEach((expectation, i) => {
     const field = `spec.expectations[${i}].${expectation.kind}`;
@@ -185,7 +189,8 @@ async function startTraffic(scenario: Scenario, world: DrillWorld, timeouts: Dri
 
 /** Runs the scenario against the world and returns what it measured. Throws ScenarioError or DrillError before anything is applied. */
 export async function runDrill(scenario: Scenario, world: DrillWorld, options: RunDrillOptions = {}): Promise<DrillResult> {
-  checkScenarioAgainstWorld(scenario, world);
+  const faultOptions: FaultOptions = { allowDisruptive: options.allowDisruptive ?? false };
+  checkScenarioAgainstWorld(scenario, world, faultOptions);
   const timeouts: DrillTimeouts = { ...DEFAULT_DRILL_TIMEOUTS, ...options.timeouts };
   // a request's outcome is known by its deadline (its attempts share it); the slack covers callbacks and timers
   const settleMs = Math.max(0, ...scenario.traffic.map((spec) => spec.timeoutMs)) + REPORT_SLACK_MS;
@@ -248,10 +253,11 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
   };
 
   const rollback = (reason: string): void => {
-    const drains = [...active.values()].filter((fault) => fault.kind === 'drain');
-    if (drains.length === 0) return;
+    // a drain is gentle, and a fault on a real cluster must not outlast a broken expectation: both go back at once
+    const undone = [...active.values()].filter((fault) => fault.kind === 'drain' || fault.applied.disruptive === true);
+    if (undone.length === 0) return;
     rolledBack ??= reason;
-    for (const fault of drains) {
+    for (const fault of undone) {
       active.delete(fault.step);
       event(now(), 'rollback', `rollback ${fault.label}: ${reason}`);
       track(restoreFault(fault, true));
@@ -268,12 +274,12 @@ export async function runDrill(scenario: Scenario, world: DrillWorld, options: R
       track(restoring);
     };
     try {
-      const applied = await bounded(world.apply(fault), timeouts.apply, `${fault.kind} ${describeTarget(fault.target)}`, { signal: finished.signal, late });
+      const applied = await bounded(world.apply(fault, faultOptions), timeouts.apply, `${fault.kind} ${describeTarget(fault.target)}`, { signal: finished.signal, late });
       active.set(step.name, { step: step.name, kind: fault.kind, label: applied.label, applied });
       faultLabels.set(step.name, applied.label);
       event(at, 'fault', applied.label);
       // an expectation broke while this drain was being applied: it goes back at once
-      if (fault.kind === 'drain' && broken && broken.at >= at) rollback(broken.reason);
+      if ((fault.kind === 'drain' || applied.disruptive === true) && broken && broken.at >= at) rollback(broken.reason);
     } catch (error) {
       stepStarted.delete(step.name);
       stepNotes.set(step.name, `its fault was not applied: ${message(error)}`);

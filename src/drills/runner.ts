@@ -7,7 +7,7 @@ import { SILENT_LOGGER, type Logger } from '../logging.js';
 import { DrillError, runDrill, checkScenarioAgainstWorld, type DrillProgress } from './engine.js';
 import type { DrillResult } from './result.js';
 import { parseScenario, ScenarioError } from './scenario.js';
-import type { DrillWorld } from './world.js';
+import type { DrillWorld, FaultOptions } from './world.js';
 
 export type DrillState = 'running' | 'passed' | 'failed' | 'error';
 
@@ -31,8 +31,11 @@ export class DrillInputError extends Error {}
 export class DrillBusyError extends Error {}
 
 export interface DrillService {
-  /** validates and starts a drill; throws DrillInputError for a bad scenario, DrillBusyError while one runs */
-  start(document: unknown): DrillRunView;
+  /**
+   * validates and starts a drill; throws DrillInputError for a bad scenario (or a fault `options` do not allow),
+   * DrillBusyError while one runs
+   */
+  start(document: unknown, options?: FaultOptions): DrillRunView;
   get(id: string): DrillRunView | undefined;
   list(): DrillRunView[];
 }
@@ -55,7 +58,7 @@ export class DrillRunner implements DrillService {
     this.#world = world;
   }
 
-  start(document: unknown): DrillRunView {
+  start(document: unknown, options: FaultOptions = { allowDisruptive: false }): DrillRunView {
     const world = this.#world;
     if (!world) throw new DrillInputError('this manager runs no simulated clusters to drill: start it with a federation file and --workloads (npm start does)');
     if (this.#running) throw new DrillBusyError(`drill ${this.#running.id} is running: one drill at a time`);
@@ -63,7 +66,7 @@ export class DrillRunner implements DrillService {
     try {
       // JSON is YAML: the document goes through the same parser and errors as a scenario file
       scenario = parseScenario(JSON.stringify(document));
-      checkScenarioAgainstWorld(scenario, world);
+      checkScenarioAgainstWorld(scenario, world, options);
     } catch (error) {
       if (error instanceof ScenarioError) throw new DrillInputError(error.message);
       throw error;
@@ -72,9 +75,10 @@ export class DrillRunner implements DrillService {
     const view: DrillRunView = { id, name: scenario.name, state: 'running', startedAt: new Date().toISOString() };
     this.#runs.set(id, view);
     const abort = new AbortController();
-    this.#log.info({ drill: id, scenario: scenario.name }, 'drill started');
+    this.#log.info({ drill: id, scenario: scenario.name, allowDisruptive: options.allowDisruptive }, 'drill started');
     const done = runDrill(scenario, world, {
       signal: abort.signal,
+      allowDisruptive: options.allowDisruptive,
       onProgress: (progress) => {
         view.progress = progress;
       },

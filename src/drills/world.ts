@@ -1,6 +1,6 @@
 /**
- * What a failover drill acts on and watches through: the world (for `meshfed serve`, the embedded federation; later
- * real clusters through the Kubernetes API). The engine (engine.ts) schedules faults, runs traffic and measures; a
+ * What a failover drill acts on and watches through: the world (for `meshfed serve`, the embedded federation, with
+ * the faults of clusters watched through the Kubernetes API done through that API: kubernetes-world.ts). The engine (engine.ts) schedules faults, runs traffic and measures; a
  * world only does what it is told and reports what its clients saw. Faults happen to the world, never to meshfed's
  * brain: meshfed learns of them only as it would in production (readiness, gateway health, client errors).
  */
@@ -25,11 +25,19 @@ export interface Fault {
   target: FaultTarget;
 }
 
+/** What the operator allowed for one drill. */
+export interface FaultOptions {
+  /** faults that change real clusters (through their Kubernetes API) may run: `drill run --allow-disruptive` */
+  allowDisruptive: boolean;
+}
+
 /** A fault in effect; `restore` undoes exactly it (idempotent). */
 export interface AppliedFault {
   /** for reports: "kill-workloads east-1 reviews" */
   label: string;
   restore(): Promise<void>;
+  /** it changed a real cluster: rolled back at once (as a drain is) when an expectation breaks */
+  disruptive?: boolean;
 }
 
 /** One request a drill client made. */
@@ -79,7 +87,9 @@ export interface DrillWorld {
   /** the virtual destinations, by hostname, with their name */
   virtualDestination(hostname: string): { name: string } | undefined;
   /** applies a fault; throws (changing nothing) when the target names nothing this world has */
-  apply(fault: Fault): Promise<AppliedFault>;
+  apply(fault: Fault, options?: FaultOptions): Promise<AppliedFault>;
+  /** why the fault may not run under `options` (a real cluster without --allow-disruptive...), checked before the drill starts */
+  refusal?(fault: Fault, options: FaultOptions): string | undefined;
   /** starts clients; `onRequest` hears every request's outcome */
   startTraffic(spec: TrafficSpec, onRequest: (outcome: RequestOutcome) => void): Promise<Traffic>;
   /** what the registry says of a cluster now (ready, stale, evicted, ...) */

@@ -9,7 +9,7 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { describeKubeError } from '../registry/kube/kube-source.js';
 import { serverOf } from '../registry/kube/kubeconfig.js';
-import { StatusError, TimeoutError } from '../registry/kube/watch-transport.js';
+import { StatusError, statusMessage, TimeoutError } from '../registry/kube/watch-transport.js';
 
 /** a drill reads services, deployments and pods: far less than this */
 const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
@@ -36,18 +36,6 @@ export class KubeRequestError extends Error {
   ) {
     super(message);
   }
-}
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-function statusMessage(body: string): string {
-  try {
-    const status: unknown = JSON.parse(body);
-    if (isRecord(status) && typeof status['message'] === 'string') return status['message'];
-  } catch {
-    // an error page that is not a Status says nothing more
-  }
-  return '';
 }
 
 export class KubeApi {

@@ -60,7 +60,7 @@ const NEWLINE = 0x0a;
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** The `message` of a Kubernetes Status body, or ''. */
-function statusMessage(body: string): string {
+export function statusMessage(body: string): string {
   try {
     const status: unknown = JSON.parse(body);
     if (isRecord(status) && typeof status['message'] === 'string') return status['message'];

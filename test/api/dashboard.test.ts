@@ -85,10 +85,10 @@ beforeAll(async () => {
   page = watch(await context.newPage());
 }, 120_000);
 
+// Chromium and serve stop side by side: on a loaded machine each can take a while
 afterAll(async () => {
-  await browser.close();
-  await federation.close();
-});
+  await Promise.all([browser.close(), federation.close()]);
+}, 120_000);
 
 describe('the dashboard in Chromium', () => {
   it('refuses a wrong token with a message, and stays on the sign-in form', async () => {

@@ -31,8 +31,9 @@ const startServe = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serve>
 
 /** What npm start runs, with free ports. */
 // the demo's built-in gateways (15443-15445) and workloads (127.0.{1,2,3}.x) listen on fixed addresses: left out here
-// so a running `npm start` does not collide; test/sim/demo.test.ts runs serve with them
-const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s', '--no-gateways', '--no-workloads'];
+// so a running `npm start` does not collide; test/sim/demo.test.ts runs serve with them; nor are their gateways probed,
+// as nothing runs them here
+const demoArgs = (stateDir: string): string[] => ['--demo', '--config', join(ROOT, 'federation/demo.yaml'), '--state-dir', stateDir, '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--sync-every', '1s', '--no-gateways', '--no-workloads', '--no-gateway-probe'];
 
 describe('meshfed serve --demo --config federation/demo.yaml (what npm start runs)', () => {
   it('brings up the trust domain and CA service, proves a cross-cluster mTLS handshake, and stops cleanly on SIGINT', async () => {
@@ -155,8 +156,9 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
   });
 
   it('takes gateway probe timings below a second, says them in the summary, and refuses bad ones before starting', async () => {
+    const probing = (stateDir: string): string[] => demoArgs(stateDir).filter((arg) => arg !== '--no-gateway-probe');
     const refused = (flag: string, value: string) =>
-      spawnSync(process.execPath, [...CLI, 'serve', ...demoArgs(join(work, 'probe-refused')), flag, value], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
+      spawnSync(process.execPath, [...CLI, 'serve', ...probing(join(work, 'probe-refused')), flag, value], { encoding: 'utf8', env: cleanEnv(), timeout: 60_000 });
     const period = refused('--gateway-probe-period', '250');
     expect(period.status).not.toBe(0);
     expect(period.stderr).toContain('invalid duration "250": use a number and a unit (ms, s, m, h, d, w, y)');
@@ -165,7 +167,7 @@ describe('meshfed serve --demo --config federation/demo.yaml (what npm start run
     expect(failures.stderr).toContain('--gateway-probe-failures must be a whole number of at least 1, not "0"');
     expect(existsSync(join(work, 'probe-refused'))).toBe(false);
 
-    const run = await startServe([...demoArgs(join(work, 'probe-fast')), '--gateway-probe-period', '250ms', '--gateway-probe-timeout', '200ms', '--gateway-probe-failures', '2']);
+    const run = await startServe([...probing(join(work, 'probe-fast')), '--gateway-probe-period', '250ms', '--gateway-probe-timeout', '200ms', '--gateway-probe-failures', '2']);
     expect(run.stdout).toContain('gateway probes every 0.25 s (timeout 0.2 s): down after 2 failures, up after 1 success;');
     // stopped as soon as the summary is out: the signal handlers were in place before it
     expect(await run.stop()).toBe(0);

@@ -11,6 +11,7 @@ import type { ApiRole } from '../model/api-roles.js';
 import { PROXY_KINDS } from '../xds/dump.js';
 import { registerRequestSchema } from './clusters.js';
 import { virtualDestinationDocumentSchema } from './virtual-destinations.js';
+import { rotationRequestSchema } from './trust.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -160,7 +161,7 @@ export const API_ROUTES: readonly RouteSpec[] = [
     group: 'trust',
     resource: 'trust',
     summary: 'one root rotation step: start (new root in the bundle), advance (reissue intermediates, then remove the old root) or abort; in Kubernetes mode only the leader takes it',
-    body: { description: 'the step', schema: z.strictObject({ action: z.enum(['start', 'advance', 'abort']) }) },
+    body: { description: 'the step', schema: rotationRequestSchema },
     responses: { 200: 'the rotation status after the step', 400: 'not a step', 409: 'the step is refused (a rotation under way, clusters lacking the current step)', 415: 'not JSON', 503: 'this replica is not the leader (the Meshfed-Leader header names it)' },
   },
 ];

@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcessByStdio } from 'node:child_process';
+import { execFile, type ChildProcessByStdio } from 'node:child_process';
 import type { PeerCertificate } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
@@ -23,7 +23,7 @@ import { issueToken } from '../../src/trust/tokens.js';
 import { SecretTrustStore } from '../../src/store/kubernetes/secret-trust-state.js';
 import { ADS_METHOD_PATH, adsServiceDefinition, type DiscoveryRequestObject, type DiscoveryResponseObject } from '../../src/xds/ads-protocol.js';
 import { TYPE_URL } from '../../src/xds/envoy-protos.js';
-import { startServe, type Serve } from '../cli/meshfed-bin.js';
+import { cleanEnv, MESHFED_CLI, startServe, type Serve } from '../cli/meshfed-bin.js';
 import { startKubeApiFixture, type KubeApiFixture } from '../fixtures/kube-api.js';
 import { eventually } from '../sim/helpers.js';
 import { RawStream } from '../xds/raw-ads-stream.js';
@@ -69,6 +69,15 @@ async function startReplica(kubeconfig: string, name: string): Promise<Replica> 
 
 const leaseHolder = (f: KubeApiFixture): string | undefined =>
   (f.get('coordination.k8s.io/v1', 'Lease', 'meshfed-leader', NAMESPACE)?.['spec'] as { holderIdentity?: string } | undefined)?.holderIdentity;
+
+/** Runs the built `meshfed` CLI with the replicas' API token. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [...MESHFED_CLI, ...args], { cwd: dir, env: cleanEnv({ MESHFED_API_TOKEN: TOKEN }), timeout: 60_000 }, (error, stdout, stderr) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
+    });
+  });
+}
 
 /** The CA's manifest as written in a Secret body (base64 data) */
 function manifestOf(data: Record<string, string> | undefined): TrustManifest {
@@ -198,9 +207,17 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     await eventually(async () => (await rotation(next, 'advance')).status === 200, 'the new leader to take step 2');
     expect(storedManifest(f).rotation?.phase).toBe('intermediates-reissued');
     await eventually(async () => (await trustStatus(next)).rotation.steps[1]?.done === true, 'the new intermediates delivered');
-    const finished = await rotation(next, 'advance');
-    expect(finished.status).toBe(200);
-    expect(finished.body.phase).toBe('none');
+    // the last step through the CLI: a follower refuses it naming the leader, the leader takes it
+    const other = survivors.find((r) => r !== next);
+    if (!other) throw new Error('two survivors');
+    const refusedByCli = await cli(['ca', 'rotate', 'advance', '--server', other.serve.api, '-o', 'json']);
+    expect(refusedByCli.code).toBe(1);
+    expect(refusedByCli.stderr).toContain(`not the leader`);
+    expect(refusedByCli.stderr).toContain(next.name);
+    expect(storedManifest(f).rotation?.phase).toBe('intermediates-reissued');
+    const finished = await cli(['ca', 'rotate', 'advance', '--server', next.serve.api, '-o', 'json']);
+    expect(finished.code).toBe(0);
+    expect((JSON.parse(finished.stdout) as { phase: string }).phase).toBe('none');
 
     // the Secret: one root, generation 2, the bundle moved twice
     const final = storedManifest(f);
@@ -227,6 +244,13 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
         return chain[2]?.fingerprint256 === ca.rootById(ca.activeRootId).fingerprint256;
       }, `${replica.name} to sign under the new root`);
     }
+
+    // /readyz follows the CA Secret: unreadable → 503, readable again → 200
+    for (const replica of survivors) expect((await fetch(`${replica.serve.api}/readyz`)).status).toBe(200);
+    f.failWith(503);
+    await eventually(async () => (await fetch(`${other.serve.api}/readyz`)).status === 503, 'a follower to report the CA Secret unreadable');
+    f.failWith(null);
+    await eventually(async () => (await fetch(`${other.serve.api}/readyz`)).status === 200, 'the follower to be ready again');
     await Promise.all(survivors.map((r) => r.serve.stop()));
   }, 300_000);
 });

@@ -201,6 +201,7 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     await eventually(() => survivors.some((r) => r.name === leaseHolder(f)), 'a new leader among the survivors', 60_000);
     const next = survivors.find((r) => r.name === leaseHolder(f));
     if (!next) throw new Error('no new leader');
+    expect((f.get('coordination.k8s.io/v1', 'Lease', 'meshfed-leader', NAMESPACE)?.['spec'] as { leaseTransitions?: number }).leaseTransitions).toBe(1);
     expect(storedManifest(f).rotation?.phase).toBe('bundle-added');
 
     // the new leader continues where the Secret says the rotation stands
@@ -251,6 +252,8 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     await eventually(async () => (await fetch(`${other.serve.api}/readyz`)).status === 503, 'a follower to report the CA Secret unreadable');
     f.failWith(null);
     await eventually(async () => (await fetch(`${other.serve.api}/readyz`)).status === 200, 'the follower to be ready again');
-    await Promise.all(survivors.map((r) => r.serve.stop()));
+    // a clean stop releases the Lease
+    expect(await Promise.all(survivors.map((r) => r.serve.stop()))).toEqual([0, 0]);
+    expect(leaseHolder(f)).toBe('');
   }, 300_000);
 });

@@ -101,13 +101,11 @@ async function kubernetesMode(opts: ServeOptions, trustDomain: string | undefine
   }
   const namespace = opts.namespace ?? process.env.POD_NAMESPACE;
   if (!namespace) throw new UsageError('--store kubernetes needs --namespace (or env POD_NAMESPACE)');
-  const leaseDurationMs = parseDuration(opts.leaseDuration);
-  if (leaseDurationMs < 1000 || leaseDurationMs % 1000 !== 0) throw new UsageError(`--lease-duration must be whole seconds, at least 1s (not ${opts.leaseDuration})`);
   return startKubernetesMode({
     namespace,
     ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
     leaseName: opts.leaseName,
-    leaseDurationMs,
+    leaseDurationMs: parseDuration(opts.leaseDuration),
     identity: process.env.POD_NAME ?? hostname(),
     caSecret: opts.caSecret,
     ...(trustDomain !== undefined ? { trustDomain } : {}),
@@ -365,9 +363,8 @@ export function serveCommand(): Command {
       }
       const prober = gatewayProbe ? new GatewayProber(manager.registry, { ...gatewayProbe, logger: log, metrics }) : undefined;
       prober?.start();
-      const sync = setInterval(() => {
-        // Kubernetes mode keeps the CA current from its Secret (store/kubernetes/mode.ts)
-        if (kube) return;
+      // Kubernetes mode keeps the CA current from its Secret itself (store/kubernetes/mode.ts)
+      const sync = kube ? undefined : setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
           const { renewed, needsOfflineRoot } = authority.renewDue();

@@ -256,4 +256,18 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     expect(await Promise.all(survivors.map((r) => r.serve.stop()))).toEqual([0, 0]);
     expect(leaseHolder(f)).toBe('');
   }, 300_000);
+
+  it('refuses bad Kubernetes-mode flags with a usage error (exit 2) naming the flag, before touching anything', async () => {
+    const base = ['serve', '--api', '127.0.0.1:0', '--xds', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--ca-listen', '127.0.0.1:0', '--trust-domain', TRUST_DOMAIN, '--state-dir', join(dir, 'bad')];
+    const cases: [string[], RegExp][] = [
+      [['--store', 'etcd'], /--store must be state-dir or kubernetes/],
+      [['--store', 'kubernetes'], /needs --namespace/],
+      [['--namespace', 'meshfed'], /--namespace and --kubeconfig belong to --store kubernetes/],
+    ];
+    for (const [args, message] of cases) {
+      const run = await cli([...base, ...args]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  }, 120_000);
 });

@@ -65,8 +65,9 @@ export class LeaseElector {
     this.#log = options.logger ?? SILENT_LOGGER;
   }
 
+  /** Leading, and renewed within the renew deadline (so a process that was frozen does not act on a stale belief). */
   isLeader(): boolean {
-    return this.#leading;
+    return this.#leading && Date.now() - this.#lastRenew <= this.#renewDeadlineMs;
   }
 
   /** the holder of the Lease as this candidate last saw it */

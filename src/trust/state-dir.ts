@@ -220,7 +220,8 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function safeRelative(name: string): boolean {
+/** A state file name: lower-case, relative, no empty, '.' or '..' segment. */
+export function safeRelative(name: string): boolean {
   return /^[a-z0-9][a-z0-9._/-]*$/.test(name) && !name.split('/').some((part) => part === '..' || part === '.' || part === '');
 }
 

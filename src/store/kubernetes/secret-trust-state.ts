@@ -1,7 +1,7 @@
 /**
  * The CA's state in one Kubernetes Secret instead of a state dir: the same manifest (each file's SHA-256 and the
  * CA's body) under the key `manifest.json`, and every file under its name with "/" written as "_" (Secret keys
- * allow no "/", state file names never hold "_"). A commit is one write of the whole Secret, guarded by the
+ * allow no "/"; a name with "_" is refused when staged, so the mapping is one to one). A commit is one write of the whole Secret, guarded by the
  * resourceVersion the state was read at: a replica that read an older state (a deposed leader) gets a 409 and
  * nothing of its change is applied.
  *
@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ApiException, V1ObjectMeta, V1Secret, type CoreV1Api } from '@kubernetes/client-node';
-import { StateError } from '../../trust/state-dir.js';
+import { safeRelative, StateError } from '../../trust/state-dir.js';
 import type { TrustState } from '../../trust/trust-state.js';
 
 const MANIFEST_KEY = 'manifest.json';
@@ -177,7 +177,8 @@ export class SecretTrustState<M extends object> implements TrustState<M> {
 
   stage(stem: string, data: Buffer | string): string {
     const name = `${stem}.${randomBytes(4).toString('hex')}.pem`;
-    if (!/^[a-z0-9][a-z0-9./-]*$/.test(name) || name.split('/').some((part) => part === '..' || part === '.' || part === '')) throw new StateError(`invalid state file name ${name}`);
+    // "_" stands for "/" in the Secret's keys, so a name must not hold one
+    if (!safeRelative(name) || name.includes('_')) throw new StateError(`invalid state file name ${name}`);
     this.#pending.set(name, Buffer.isBuffer(data) ? data : Buffer.from(data));
     return name;
   }

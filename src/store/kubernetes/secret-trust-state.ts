@@ -1,9 +1,9 @@
 /**
  * The CA's state in one Kubernetes Secret instead of a state dir: the same manifest (each file's SHA-256 and the
  * CA's body) under the key `manifest.json`, and every file under its name with "/" written as "_" (Secret keys
- * allow no "/"; a name with "_" is refused when staged, so the mapping is one to one). A commit is one write of the whole Secret, guarded by the
- * resourceVersion the state was read at: a replica that read an older state (a deposed leader) gets a 409 and
- * nothing of its change is applied.
+ * allow no "/"; a name with "_" is refused when staged, so the mapping is one to one). A commit is one write of
+ * the whole Secret, guarded by the resourceVersion the state was read at: a replica that read an older state (a
+ * deposed leader) gets a 409 and nothing of its change is applied.
  *
  * TrustAuthority commits synchronously; Kubernetes writes are asynchronous. So a commit here only records the
  * new Secret contents as pending in the SecretTrustStore, and the caller writes them with `flush()` (see

@@ -85,6 +85,12 @@ function manifestOf(data: Record<string, string> | undefined): TrustManifest {
   return parseTrustManifest((JSON.parse(raw) as { body: unknown }).body);
 }
 
+/** The CA manifest of every write of the CA Secret the fixture accepted (created or replaced), in order. */
+const acceptedCaWrites = (f: KubeApiFixture): TrustManifest[] =>
+  f.requests
+    .filter((r) => (r.method === 'PUT' || r.method === 'POST') && r.path.includes('/secrets') && (r.status === 200 || r.status === 201) && r.body?.includes(`"name":"${SECRET}"`))
+    .map((r) => manifestOf((JSON.parse(r.body ?? '{}') as { data?: Record<string, string> }).data));
+
 const storedManifest = (f: KubeApiFixture): TrustManifest => manifestOf(f.get('v1', 'Secret', SECRET, NAMESPACE)?.['data'] as Record<string, string> | undefined);
 
 async function rotation(replica: Replica, action: 'start' | 'advance'): Promise<{ status: number; leader: string | null; body: { phase?: string; error?: { message: string } } }> {
@@ -229,11 +235,7 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     expect(Object.values(final.clusters).every((c) => c.rootId === final.activeRootId)).toBe(true);
 
     // every accepted write of the CA Secret, in order: each rotation step exactly once
-    const accepted = f.requests.filter((r) => (r.method === 'PUT' || r.method === 'POST') && r.path.includes(`/secrets`) && (r.status === 200 || r.status === 201) && r.body?.includes(`"name":"${SECRET}"`));
-    const steps = accepted.map((r) => {
-      const manifest = manifestOf((JSON.parse(r.body ?? '{}') as { data?: Record<string, string> }).data);
-      return `${manifest.rotation?.phase ?? 'none'} g${String(manifest.rootGeneration)} b${String(manifest.bundleSequence)}`;
-    });
+    const steps = acceptedCaWrites(f).map((m) => `${m.rotation?.phase ?? 'none'} g${String(m.rootGeneration)} b${String(m.bundleSequence)}`);
     const transitions = steps.filter((step, i) => step !== steps[i - 1]);
     expect(transitions).toEqual(['none g1 b1', 'bundle-added g2 b2', 'intermediates-reissued g2 b2', 'none g2 b3']);
 
@@ -255,6 +257,35 @@ describe('meshfed serve --store kubernetes, several replicas', () => {
     // a clean stop releases the Lease
     expect(await Promise.all(survivors.map((r) => r.serve.stop()))).toEqual([0, 0]);
     expect(leaseHolder(f)).toBe('');
+  }, 300_000);
+
+  it('a leader frozen past its lease (SIGSTOP) takes no step when it thaws: its successor has the lead, the step is applied once', async () => {
+    const f = await startKubeApiFixture();
+    const kubeconfig = join(dir, 'kubeconfig-frozen.yaml');
+    writeFileSync(kubeconfig, f.kubeconfig(), { mode: 0o600 });
+    try {
+      const replicas = await Promise.all(['frozen-0', 'frozen-1'].map((name) => startReplica(kubeconfig, name)));
+      await eventually(() => replicas.some((r) => r.name === leaseHolder(f)), 'a leader');
+      const frozen = replicas.find((r) => r.name === leaseHolder(f));
+      const successor = replicas.find((r) => r !== frozen);
+      if (!frozen || !successor) throw new Error('two replicas');
+      frozen.serve.child.kill('SIGSTOP');
+      await eventually(() => leaseHolder(f) === successor.name, 'the other replica to take the lease', 60_000);
+      expect((await rotation(successor, 'start')).status).toBe(200);
+      frozen.serve.child.kill('SIGCONT');
+      // the thawed replica has not renewed for longer than its renew deadline: it does not act as the leader
+      const stale = await rotation(frozen, 'start');
+      expect(stale.status).toBe(503);
+      expect(stale.leader).not.toBe(frozen.name);
+      await eventually(async () => (await rotation(frozen, 'advance')).leader === successor.name, 'the thawed replica to name its successor');
+      const written = acceptedCaWrites(f).map((m) => `${m.rotation?.phase ?? 'none'} g${String(m.rootGeneration)}`);
+      expect(written.filter((step, i) => step !== written[i - 1])).toEqual(['none g1', 'bundle-added g2']);
+      expect(storedManifest(f).rotation?.phase).toBe('bundle-added');
+      expect(leaseHolder(f)).toBe(successor.name);
+      expect(await Promise.all(replicas.map((r) => r.serve.stop()))).toEqual([0, 0]);
+    } finally {
+      await f.close();
+    }
   }, 300_000);
 
   it('refuses bad Kubernetes-mode flags with a usage error (exit 2) naming the flag, before touching anything', async () => {

@@ -70,9 +70,9 @@ export class LeaseElector {
     return this.#leading && Date.now() - this.#lastRenew <= this.#renewDeadlineMs;
   }
 
-  /** the holder of the Lease as this candidate last saw it */
+  /** the holder of the Lease as this candidate last saw it; not itself once it no longer knows it leads */
   leader(): string | undefined {
-    return this.#leader;
+    return this.#leader === this.identity && !this.isLeader() ? undefined : this.#leader;
   }
 
   /** the Lease as this candidate last read or wrote it (its resourceVersion fences this candidate's writes) */

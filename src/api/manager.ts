@@ -16,6 +16,7 @@ import { FederationXds } from '../xds/federation-provider.js';
 import { XdsMetrics } from '../xds/metrics.js';
 import type { DrillService } from '../drills/runner.js';
 import type { TrustAuthority } from '../trust/authority.js';
+import type { TrustWriter } from './trust.js';
 import { ApiTokenStore } from '../store/api-tokens.js';
 import { AUDIT_LOG_FILE, AuditLog } from './audit.js';
 import type { AuthFailureLimit } from './auth.js';
@@ -56,6 +57,10 @@ export interface ManagerOptions {
   drills?: DrillService;
   /** the trust domain's CA, for /api/v1/trust */
   trust?: TrustAuthority;
+  /** how the API changes the CA (Kubernetes mode: through the leader) */
+  trustWriter?: TrustWriter;
+  /** Kubernetes mode: why the CA Secret is not synced yet, for /readyz */
+  storeNotSynced?: () => string | undefined;
 }
 
 export interface XdsOptions {
@@ -173,6 +178,8 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     vips: (hostname) => vips.vipsOf(hostname),
     ...(options.drills ? { drills: options.drills } : {}),
     ...(options.trust ? { trust: options.trust } : {}),
+    ...(options.trustWriter ? { trustWriter: options.trustWriter } : {}),
+    ...(options.storeNotSynced ? { storeNotSynced: options.storeNotSynced } : {}),
   });
   const unsubscribeVds = provider ? virtualDestinations.subscribe(() => {
         provider.setVirtualDestinations(virtualDestinations.list());

@@ -11,6 +11,7 @@ import type { ApiRole } from '../model/api-roles.js';
 import { PROXY_KINDS } from '../xds/dump.js';
 import { registerRequestSchema } from './clusters.js';
 import { virtualDestinationDocumentSchema } from './virtual-destinations.js';
+import { rotationRequestSchema } from './trust.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -155,6 +156,16 @@ export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: `${V1}/drills/:id/traffic.html`, access: 'viewer', group: 'drills', summary: "the traffic charts of an ended drill's report, alone (the dashboard shows them)", responses: { 200: 'the charts (text/html)', 404: 'no such run', 409: 'still running, or ended without a result' } },
 
   { method: 'GET', path: `${V1}/trust`, access: 'viewer', group: 'trust', summary: 'the trust domain: roots, per-cluster intermediates with their expiry, renewal and delivery, and the rotation state (never key material)', responses: { 200: 'the trust domain' } },
+  {
+    method: 'POST',
+    path: `${V1}/trust/rotation`,
+    access: 'admin',
+    group: 'trust',
+    resource: 'trust',
+    summary: 'one root rotation step: start (new root in the bundle), advance (reissue intermediates, then remove the old root) or abort; in Kubernetes mode only the leader takes it',
+    body: { description: 'the step', schema: rotationRequestSchema },
+    responses: { 200: 'the rotation status after the step', 400: 'not a step', 409: 'the step is refused (a rotation under way, clusters lacking the current step)', 415: 'not JSON', 503: 'this replica is not the leader (the Meshfed-Leader header names it)' },
+  },
 ];
 
 export interface RouteMatch {

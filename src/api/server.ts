@@ -20,7 +20,7 @@ import type { DrillService } from '../drills/runner.js';
 import { dashboardRouter } from './dashboard.js';
 import { drillsRouter } from './drills.js';
 import { ApiError, sendError } from './errors.js';
-import { trustRouter } from './trust.js';
+import { trustRouter, type TrustWriter } from './trust.js';
 import { openApiRouter } from './openapi.js';
 import { requestContext, requestScopedLogger } from './request-context.js';
 import { API_ROUTES, type RouteGroup } from './routes.js';
@@ -70,6 +70,10 @@ export interface ApiServerOptions {
   drills?: DrillService;
   /** the trust domain's CA, for /api/v1/trust */
   trust?: TrustAuthority;
+  /** how POST /api/v1/trust/rotation changes the CA (default: directly; Kubernetes mode: through the leader) */
+  trustWriter?: TrustWriter;
+  /** a store that must be synced before /readyz says ready (Kubernetes mode: the CA Secret); the reason while not */
+  storeNotSynced?: () => string | undefined;
 }
 
 export interface RunningApi {
@@ -154,7 +158,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', noStore, (_req, res) => {
-    if (ready) res.json({ status: 'ready' });
+    const notSynced = options.storeNotSynced?.();
+    if (notSynced !== undefined) res.status(503).json({ status: 'starting', error: { code: 'unavailable', message: notSynced } });
+    else if (ready) res.json({ status: 'ready' });
     else res.status(503).json({ status: 'starting', error: { code: 'unavailable', message: 'the manager is loading its configuration' } });
   });
   app.get('/metrics', noStore, async (_req, res) => {
@@ -204,7 +210,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   }
   if (options.xds) v1.use(xdsRouter(options.xds));
   if (options.drills) v1.use(drillsRouter(options.drills, limit));
-  if (options.trust) v1.use(trustRouter(options.trust));
+  if (options.trust) v1.use(trustRouter(options.trust, options.trustWriter));
   v1.use((req, res) => {
     sendError(res, new ApiError(404, 'not_found', `no such API: ${req.method} /api/v1${req.path.slice(0, 200)}`));
   });

@@ -7,6 +7,7 @@ import { signIntermediateCsr, TrustAuthority, type ClusterMaterial, type Rotatio
 import { writeFileAtomic } from '../store/atomic.js';
 import { issueToken } from '../trust/tokens.js';
 import { parseDuration } from '../model/duration.js';
+import { call, connection, withServerOptions } from './api-client.js';
 import { UsageError } from './errors.js';
 import { dataFormat, print, table } from './output.js';
 
@@ -63,6 +64,16 @@ function rootInput(opts: { importRoot?: string; importKey?: string }): { certPem
     certPem: readInput(opts.importRoot, '--import-root'),
     ...(opts.importKey ? { keyPem: readInput(opts.importKey, '--import-key') } : {}),
   };
+}
+
+/**
+ * A rotation step through a running manager's API (POST /api/v1/trust/rotation; status: GET /api/v1/trust). In
+ * Kubernetes mode only the leader takes a step: another replica refuses, naming the leader.
+ */
+async function rotationThroughApi(command: Command, action: 'start' | 'advance' | 'abort' | 'status'): Promise<RotationStatus> {
+  const conn = connection(command);
+  if (action === 'status') return ((await call(conn, 'GET', '/api/v1/trust')).data as { rotation: RotationStatus }).rotation;
+  return (await call(conn, 'POST', '/api/v1/trust/rotation', { action })).data as RotationStatus;
 }
 
 function rotationText(status: RotationStatus): string {
@@ -311,16 +322,22 @@ export function caCommand(): Command {
     });
 
   const rotate = ca.command('rotate').description('rotate the root without downtime: add the new root, reissue intermediates, remove the old root');
-  rotate
-    .command('start')
+  withServerOptions(rotate
+    .command('start'))
     .description('step 1: create (or import) the new root and add it to every bundle')
     .addOption(keyTypeOption())
     .option('--root-ttl <duration>', 'new root lifetime')
     .option('--import-root <file>', 'use an existing root certificate as the new root')
     .option('--import-key <file>', "the new root's key; without it the new root is offline")
     .addOption(outputOption())
-    .action(function (this: Command, opts: { keyType?: KeyType; rootTtl?: string; importRoot?: string; importKey?: string; output: string }) {
+    .action(async function (this: Command, opts: { keyType?: KeyType; rootTtl?: string; importRoot?: string; importKey?: string; output: string; server?: string }) {
       const format = dataFormat(opts.output);
+      if (opts.server !== undefined) {
+        if (opts.keyType ?? opts.rootTtl ?? opts.importRoot ?? opts.importKey) throw new UsageError('with --server the manager makes the new root by its trust policy: --key-type, --root-ttl, --import-root and --import-key act on a state dir only');
+        const status = await rotationThroughApi(this, 'start');
+        print(format, status, () => rotationText(status));
+        return;
+      }
       const importRoot = rootInput(opts);
       const status = TrustAuthority.open(stateDir(this)).startRotation({
         ...(opts.keyType ? { keyType: opts.keyType } : {}),
@@ -334,12 +351,16 @@ export function caCommand(): Command {
     ['advance', 'move to the next step; refused while a cluster still lacks the current one'],
     ['abort', 'abandon the rotation and keep the old root'],
   ] as const) {
-    rotate
-      .command(name)
+    withServerOptions(rotate.command(name))
       .description(description)
       .addOption(outputOption())
-      .action(function (this: Command, opts: { output: string }) {
+      .action(async function (this: Command, opts: { output: string; server?: string }) {
         const format = dataFormat(opts.output);
+        if (opts.server !== undefined) {
+          const status = await rotationThroughApi(this, name);
+          print(format, status, () => rotationText(status));
+          return;
+        }
         const authority = TrustAuthority.open(stateDir(this));
         const status = name === 'status' ? authority.rotationStatus() : name === 'advance' ? authority.advanceRotation() : authority.abortRotation();
         print(format, status, () => rotationText(status));

@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
@@ -29,6 +30,7 @@ import { TrustAuthority } from '../trust/authority.js';
 import { startCaService, type CaServiceHandle } from '../trust/ca-service.js';
 import { registerTrustMetrics } from '../trust/metrics.js';
 import { StateDir } from '../trust/state-dir.js';
+import { DEFAULT_CA_SECRET, DEFAULT_LEASE_NAME, startKubernetesMode, type KubernetesMode } from '../store/kubernetes/mode.js';
 import { caDir, DEFAULT_STATE_DIR } from './ca.js';
 import { DEFAULT_SERVER } from './api-client.js';
 import { UsageError } from './errors.js';
@@ -68,6 +70,12 @@ interface ServeOptions {
   drillGatewaySelector: string;
   apiTls?: boolean;
   apiIdentities?: string;
+  store: string;
+  namespace?: string;
+  kubeconfig?: string;
+  leaseName: string;
+  leaseDuration: string;
+  caSecret: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -88,6 +96,29 @@ function openAuthority(dir: string, trustDomain: string | undefined, trustDomain
   const authority = TrustAuthority.init(dir, { trustDomain }).authority;
   log.info({ trustDomain, stateDir: dir }, 'created trust domain');
   return authority;
+}
+
+/** With --store kubernetes: joins the replicas (the Lease) and waits for the CA in its Secret. */
+async function kubernetesMode(opts: ServeOptions, trustDomain: string | undefined, clusters: readonly string[], syncEveryMs: number, log: ReturnType<typeof createLogger>): Promise<KubernetesMode | undefined> {
+  if (opts.store !== 'kubernetes') {
+    if (opts.store !== 'state-dir') throw new UsageError(`--store must be state-dir or kubernetes, not ${JSON.stringify(opts.store)}`);
+    if (opts.namespace !== undefined || opts.kubeconfig !== undefined) throw new UsageError('--namespace and --kubeconfig belong to --store kubernetes');
+    return undefined;
+  }
+  const namespace = opts.namespace ?? process.env.POD_NAMESPACE;
+  if (!namespace) throw new UsageError('--store kubernetes needs --namespace (or env POD_NAMESPACE)');
+  return startKubernetesMode({
+    namespace,
+    ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+    leaseName: opts.leaseName,
+    leaseDurationMs: parseDuration(opts.leaseDuration),
+    identity: process.env.POD_NAME ?? hostname(),
+    caSecret: opts.caSecret,
+    ...(trustDomain !== undefined ? { trustDomain } : {}),
+    clusters,
+    syncEveryMs,
+    logger: log,
+  });
 }
 
 /** Waits (bounded) until no Kubernetes cluster is still on its very first sync attempt, so the summary shows real states. */
@@ -171,6 +202,12 @@ export function serveCommand(): Command {
     .option('--ca-listen <host:port>', 'where the CA gRPC service (istio.v1.auth.IstioCertificateService) listens', '127.0.0.1:15012')
     .option('--ca-server-cluster <name>', "the cluster whose intermediate signs the CA service's own certificate (default: the first cluster)")
     .option('--sync-every <duration>', 'how often to pick up changes other meshfed commands made to the state dir and renew due intermediates', '30s')
+    .option('--store <kind>', 'where the CA lives: state-dir, or kubernetes (a Secret in --namespace; replicas elect a leader on a Lease, and only the leader changes the CA)', 'state-dir')
+    .option('--namespace <ns>', 'with --store kubernetes: the namespace of the Lease and the CA Secret (default: env POD_NAMESPACE)')
+    .option('--kubeconfig <file>', "with --store kubernetes: the kubeconfig of the manager's own cluster (default: the pod's in-cluster service account)")
+    .option('--lease-name <name>', 'with --store kubernetes: the coordination.k8s.io Lease the replicas elect their leader on', DEFAULT_LEASE_NAME)
+    .option('--lease-duration <duration>', 'with --store kubernetes: how long a leader that stopped renewing keeps the Lease (whole seconds; the leader renews every 2/15 of it)', '15s')
+    .option('--ca-secret <name>', 'with --store kubernetes: the Secret that holds the CA', DEFAULT_CA_SECRET)
     .option('--demo', `the embedded demo: trust domain meshfed.local, intermediates for ${DEMO_CLUSTERS.join(', ')}, state in .meshfed/demo, demo workloads behind the federation file's static clusters, and a live cross-cluster mTLS check`)
     .action(async (opts: ServeOptions) => {
       // the demo keeps the terminal for its summary; MESHFED_LOG_LEVEL=info shows the JSON log too
@@ -216,12 +253,14 @@ export function serveCommand(): Command {
 
       const trustDomain = opts.trustDomain ?? federation?.trustDomain ?? (opts.demo ? 'meshfed.local' : undefined);
       const trustDomainFrom = opts.trustDomain ? '--trust-domain' : federation?.trustDomain ? federation.path : '--demo';
-      const authority = openAuthority(dir, trustDomain, trustDomainFrom, log);
-      const apiIdentities = opts.apiIdentities !== undefined ? loadApiIdentities(opts.apiIdentities, authority.trustDomain) : undefined;
       // explicit --cluster: each must get an intermediate; otherwise the demo's and the federation file's clusters should
       const explicit = opts.cluster.length > 0;
       const clusters = explicit ? opts.cluster : [...new Set([...(opts.demo ? DEMO_CLUSTERS : []), ...(federation?.clusters.map((c) => c.cluster.name) ?? [])])];
-      for (const cluster of clusters) {
+      const kube = await kubernetesMode(opts, trustDomain, clusters, syncEvery, log);
+      const authority = kube ? kube.authority : openAuthority(dir, trustDomain, trustDomainFrom, log);
+      const apiIdentities = opts.apiIdentities !== undefined ? loadApiIdentities(opts.apiIdentities, authority.trustDomain) : undefined;
+      // in Kubernetes mode the leader issues the clusters' intermediates (kubernetesMode waits for them)
+      for (const cluster of kube ? [] : clusters) {
         if (authority.intermediateCertificate(cluster)) continue;
         if (!explicit && authority.isOfflineRoot()) {
           log.warn({ cluster }, 'cluster has no intermediate and the root is offline: sign one with "meshfed ca csr" and "meshfed ca sign-intermediate"');
@@ -239,6 +278,9 @@ export function serveCommand(): Command {
       const metrics = new PromRegistry();
       collectDefaultMetrics({ register: metrics });
       const service: CaServiceHandle = await startCaService({ authority, host: listen.host, port: listen.port, serverCluster, logger: log, metrics: registerTrustMetrics(authority, metrics) });
+      const unsubscribeTrust = kube?.onTrustChange(() => {
+        service.refresh();
+      });
       let manager: Manager;
       try {
         manager = await startManager({
@@ -256,10 +298,11 @@ export function serveCommand(): Command {
           store,
           virtualDestinations,
           vips,
+          ...(kube ? { trustWriter: kube.trust, storeNotSynced: () => kube.notSynced() } : {}),
           xds: { ...xdsListen, trustDomain: authority.trustDomain, ...(proxylessMtls !== undefined ? { proxylessMtls } : {}) },
         });
       } catch (error) {
-        await service.close();
+        await Promise.allSettled([service.close(), kube?.close()]);
         // a token generated for a start that failed was never shown: the next start makes and shows a new one
         if (token.from === 'generated' && token.path) rmSync(token.path, { force: true });
         throw error;
@@ -348,7 +391,8 @@ export function serveCommand(): Command {
         : undefined;
       const prober = gatewayProbe ? new GatewayProber(manager.registry, { ...gatewayProbe, logger: log, metrics }) : undefined;
       prober?.start();
-      const sync = setInterval(() => {
+      // Kubernetes mode keeps the CA current from its Secret itself (store/kubernetes/mode.ts)
+      const sync = kube ? undefined : setInterval(() => {
         try {
           if (authority.reload()) log.info({ stateDir: dir, bundleSequence: authority.bundleSequence }, 'picked up changes to the state dir');
           const { renewed, needsOfflineRoot } = authority.renewDue();
@@ -368,6 +412,7 @@ export function serveCommand(): Command {
         `  intermediates  ${authority.intermediates().map((i) => `${i.cluster} (until ${i.notAfter?.slice(0, 10) ?? '-'})`).join(', ') || 'none'}`,
         `  CA service     ${listen.host}:${service.port} istio.v1.auth.IstioCertificateService/CreateCertificate (TLS; mTLS SVID or bearer token)`,
       ];
+      if (kube) lines.push(`  Kubernetes     namespace ${kube.namespace}: CA in Secret ${opts.caSecret}, replica ${kube.identity}, leader ${kube.leader() ?? 'none yet'} (Lease ${opts.leaseName})`);
       if (opts.demo) {
         const [a, b] = [DEMO_CLUSTERS[0] ?? 'east-1', DEMO_CLUSTERS[2] ?? 'west-1'];
         const report = await crossClusterHandshake(authority, a, b);
@@ -428,8 +473,9 @@ export function serveCommand(): Command {
           log.info({ signal }, 'shutting down');
           clearInterval(sync);
           unsubscribeZone();
-          const stopped = drills.close().then(() => Promise.all([workloads?.close(), remote?.close(), prober?.stop()]));
-          void Promise.allSettled([stopped.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close()]).then(() => {
+          unsubscribeTrust?.();
+          const closing = drills.close().then(() => Promise.all([workloads?.close(), remote?.close(), prober?.stop()]));
+          void Promise.allSettled([closing.then(() => closeEmbeddedGateways(gateways)).then(() => manager.close()), service.close(), dns.close(), kube?.close()]).then(() => {
             done();
           });
         };

@@ -6,6 +6,7 @@ import { createCsr, CsrError, parseCsr } from './csr.js';
 import { generateKey, keyKind, parsePrivateKeyPem, privateKeyPem, publicKeysEqual } from './keys.js';
 import { parseSpiffeId } from './spiffe.js';
 import { decryptKeyPem, encryptKeyPem, isEncryptedKeyPem, PASSPHRASE_ENV, StateDir, StateError } from './state-dir.js';
+import type { TrustState } from './trust-state.js';
 import { certificatesPem, constrainedTo, derToPem, issueCaCertificate, issuerInfo, LeafIssuer, parseCertificates, subjectKeyIdHex } from './x509.js';
 
 /** Clock skew allowance: certificates are valid from slightly before they are issued. */
@@ -53,6 +54,9 @@ const manifestSchema = z.strictObject({
 });
 
 type Manifest = z.infer<typeof manifestSchema>;
+/** the CA's manifest, as a TrustState keeps it */
+export type TrustManifest = Manifest;
+export const parseTrustManifest = (body: unknown): TrustManifest => manifestSchema.parse(body);
 type ClusterRecord = z.infer<typeof clusterRecordSchema>;
 export type RotationPhase = z.infer<typeof rotationSchema>['phase'];
 
@@ -134,7 +138,7 @@ function validityMs(value: string | number | undefined, lifetime: TrustPolicy['l
  * intermediate per cluster, and X.509-SVIDs for workloads, all kept in a state dir.
  */
 export class TrustAuthority {
-  #state: StateDir<Manifest>;
+  #state: TrustState<Manifest>;
   #depth = 0;
   readonly #passphrase: string | undefined;
   /** parsed keys and certificates by state file name; every write stages a new name, so entries never go stale */
@@ -143,13 +147,17 @@ export class TrustAuthority {
   #secret: { name: string; value: Buffer } | undefined;
   #issuers = new Map<string, { file: string; issuer: LeafIssuer; chainTail: string[]; notAfter: Date }>();
 
-  private constructor(state: StateDir<Manifest>, passphrase: string | undefined) {
+  private constructor(state: TrustState<Manifest>, passphrase: string | undefined) {
     this.#state = state;
     this.#passphrase = passphrase;
   }
 
   static open(dir: string, env: NodeJS.ProcessEnv = process.env): TrustAuthority {
-    const state = StateDir.open(dir, (body) => manifestSchema.parse(body));
+    return TrustAuthority.openState(StateDir.open(dir, parseTrustManifest), env);
+  }
+
+  /** Opens a CA kept in any TrustState (a state dir, a Kubernetes Secret). */
+  static openState(state: TrustState<Manifest>, env: NodeJS.ProcessEnv = process.env): TrustAuthority {
     const authority = new TrustAuthority(state, env[PASSPHRASE_ENV]);
     authority.#checkConsistency();
     authority.#checkPassphrase();
@@ -158,13 +166,22 @@ export class TrustAuthority {
 
   /** Creates a new CA in `dir`. Returns the root key PEM only when `offlineRoot` asked for it to be kept elsewhere. */
   static init(dir: string, options: InitOptions, env: NodeJS.ProcessEnv = process.env): { authority: TrustAuthority; offlineRootKeyPem?: string } {
+    return TrustAuthority.initState((manifest) => StateDir.create(dir, manifest), options, env);
+  }
+
+  /** Creates a new CA in the TrustState that `create` makes for its first manifest. */
+  static initState(
+    create: (manifest: Manifest) => TrustState<Manifest>,
+    options: InitOptions,
+    env: NodeJS.ProcessEnv = process.env,
+  ): { authority: TrustAuthority; offlineRootKeyPem?: string } {
     const trustDomain = trustDomainSchema.parse(options.trustDomain);
     const policy = trustPolicySchema.parse(options.policy ?? DEFAULT_TRUST_POLICY);
     const passphrase = env[PASSPHRASE_ENV];
     const now = options.now ?? new Date();
     const { cert: rootCert, key: rootKey } = obtainRoot(options, trustDomain, 1, policy, now);
     const rootId = subjectKeyIdHex(rootCert);
-    const state = StateDir.create<Manifest>(dir, {
+    const state = create({
       format: 'meshfed-ca/v1',
       trustDomain,
       encryption: passphrase ? 'scrypt-aes-256-gcm' : 'none',
@@ -605,7 +622,7 @@ export class TrustAuthority {
       if (this.#depth === 1) this.#commit();
       return result;
     } catch (error) {
-      if (this.#depth === 1 && StateDir.exists(this.#state.root)) this.#reopen();
+      if (this.#depth === 1 && this.#state.exists()) this.#reopen();
       throw error;
     } finally {
       this.#depth--;
@@ -613,7 +630,7 @@ export class TrustAuthority {
   }
 
   #reopen(): void {
-    this.#state = StateDir.open(this.#state.root, (body) => manifestSchema.parse(body));
+    this.#state = this.#state.reopen(parseTrustManifest);
     this.#issuers.clear();
   }
 

@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync }
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { writeFileAtomic } from '../store/atomic.js';
+import type { TrustState } from './trust-state.js';
 
 /** The environment variable that holds the passphrase for keys encrypted at rest. */
 export const PASSPHRASE_ENV = 'MESHFED_CA_PASSPHRASE';
@@ -23,7 +24,7 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
  * new one; a file that was changed, truncated or removed behind meshfed's back is
  * reported, never used.
  */
-export class StateDir<M extends object> {
+export class StateDir<M extends object> implements TrustState<M> {
   #files: Record<string, string>;
   #pending = new Map<string, Buffer>();
   /** SHA-256 of manifest.json as this process last read or wrote it; undefined before the first commit */
@@ -83,6 +84,14 @@ export class StateDir<M extends object> {
       throw new StateError(`${path} is not a valid meshfed CA manifest: ${(error as Error).message}`);
     }
     return new StateDir(root, manifest, checked, sha256(raw));
+  }
+
+  exists(): boolean {
+    return StateDir.exists(this.root);
+  }
+
+  reopen(parse: (body: unknown) => M): StateDir<M> {
+    return StateDir.open(this.root, parse);
   }
 
   /** Whether another process has committed since this one last read or wrote the manifest. */
@@ -211,7 +220,8 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function safeRelative(name: string): boolean {
+/** A state file name: lower-case, relative, no empty, '.' or '..' segment. */
+export function safeRelative(name: string): boolean {
   return /^[a-z0-9][a-z0-9._/-]*$/.test(name) && !name.split('/').some((part) => part === '..' || part === '.' || part === '');
 }
 

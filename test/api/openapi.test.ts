@@ -98,7 +98,7 @@ describe('OpenAPI document at /api/v1/openapi.json', () => {
     const ajv = new Ajv2020({ strict: false, allErrors: true });
     formats.default(ajv);
     const bodies = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => op.requestBody).map(([method, op]) => ({ at: `${method} ${path}`, schema: op.requestBody?.content['application/json'].schema ?? {} })));
-    expect(bodies.map((b) => b.at).sort()).toEqual(['post /api/v1/clusters', 'post /api/v1/drills', 'post /api/v1/virtualdestinations', 'put /api/v1/virtualdestinations/{name}']);
+    expect(bodies.map((b) => b.at).sort()).toEqual(['post /api/v1/clusters', 'post /api/v1/drills', 'post /api/v1/trust/rotation', 'post /api/v1/virtualdestinations', 'put /api/v1/virtualdestinations/{name}']);
     const validators = new Map(bodies.map((b) => [b.at, ajv.compile(b.schema)]));
     const vd = { apiVersion: 'meshfed.io/v1alpha1', kind: 'VirtualDestination', metadata: { name: 'cart' }, spec: { hostname: 'cart.global', ports: [{ number: 7070, protocol: 'GRPC' }], backends: [{ name: 'cart' }] } };
     const validVd = validators.get('post /api/v1/virtualdestinations');
@@ -111,5 +111,8 @@ describe('OpenAPI document at /api/v1/openapi.json', () => {
     const register = validators.get('post /api/v1/clusters');
     expect(register?.({ name: 'east-1', network: 'net-1', kubeconfig: 'apiVersion: v1' })).toBe(true);
     expect(register?.({ name: 'east-1', network: 'net-1', kubeconfig: 'x', unknown: true })).toBe(false);
+    const rotation = validators.get('post /api/v1/trust/rotation');
+    expect(rotation?.({ action: 'advance' })).toBe(true);
+    expect(rotation?.({ action: 'rotate-everything' })).toBe(false);
   });
 });

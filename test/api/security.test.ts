@@ -5,15 +5,18 @@ import type { Manager } from '../../src/api/manager.js';
 import { API_ROUTES } from '../../src/api/routes.js';
 import { DrillRunner } from '../../src/drills/runner.js';
 import { API_TOKENS_FILE, ApiTokenStore } from '../../src/store/api-tokens.js';
+import { TrustAuthority } from '../../src/trust/authority.js';
 import { CapturingLogger, request, startTestManager, tempDir, TOKEN, type ErrorJson } from './helpers.js';
 
 const work = tempDir('meshfed-security-');
 const stateDir = join(work, 'state');
 const logger = new CapturingLogger();
 let manager: Manager;
+let trust: TrustAuthority;
 
 beforeAll(async () => {
-  manager = await startTestManager(stateDir, logger, { xds: { host: '127.0.0.1', port: 0 }, drills: new DrillRunner(logger) });
+  trust = TrustAuthority.init(join(work, 'ca'), { trustDomain: 'security.test' }, {}).authority;
+  manager = await startTestManager(stateDir, logger, { xds: { host: '127.0.0.1', port: 0 }, drills: new DrillRunner(logger), trust });
 });
 
 afterAll(async () => {
@@ -83,7 +86,7 @@ describe('API hardening: headers, request ids, size limits', () => {
   it('refuses a body over the limit with 413 on every route that takes one, and changes nothing', async () => {
     const big = JSON.stringify({ padding: 'x'.repeat(600 * 1024) });
     const withBody = API_ROUTES.filter((r) => r.body);
-    expect(withBody.length).toBe(4);
+    expect(withBody.length).toBe(5);
     const before = manager.virtualDestinations.list().length;
     for (const route of withBody) {
       const answer = await request(manager.api.url, route.method, route.path.replace(/:\w+/g, 'x'), { raw: big });
@@ -91,6 +94,8 @@ describe('API hardening: headers, request ids, size limits', () => {
       expect((answer.json as ErrorJson).error.code).toBe('too_large');
     }
     expect(manager.virtualDestinations.list().length).toBe(before);
+    expect(TrustAuthority.open(join(work, 'ca'), {}).roots()).toHaveLength(1);
+    expect(trust.rotationStatus().phase).toBe('none');
   });
 });
 
